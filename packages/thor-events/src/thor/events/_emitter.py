@@ -1,0 +1,393 @@
+"""The EventEmitter: named events, listeners called in registration order.
+
+Theory of operation
+-------------------
+Each emitter keeps a dict from event name to a list of ``ContextWrapper`` entries. The lists are
+copy-on-write: adding or removing a listener builds a new list and stores it, so ``emit`` can
+iterate the list it fetched without copying it, and a listener added during an emit is not called
+by that emit. A removed entry is also flagged ``removed``, which ``emit`` checks, so a listener
+removed during an emit is skipped by it. ``remove_listeners`` only replaces lists (no flags): the
+rest of an emit in progress still runs, as in thor 0.17.
+
+Context rule (thor 0.17's): a listener runs in the ``contextvars`` context captured when it was
+registered, unless it is called while another listener is already running, in which case it runs
+in the current context. The "a listener is running" flag is a ContextVar set to True once, inside
+each captured context, at registration time; entering a captured context therefore raises the flag
+for everything called from there, and leaving it drops the flag again, at no per-call cost.
+
+Emit is on every hot path of thor (every read, every parsed message), so the one-listener case is
+handled first with as few operations as possible.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from contextvars import ContextVar, copy_context
+from typing import Any, TypeVar
+
+from ._errors import MaxListenersExceededWarning, UnhandledError
+
+__all__ = [
+    "ContextWrapper",
+    "EventEmitter",
+    "EventListener",
+    "on",
+    "set_unhandled_error_handler",
+]
+
+EventListener = Callable[..., Any]
+ListenerT = TypeVar("ListenerT", bound=Callable[..., Any])
+
+logger = logging.getLogger("thor.events")
+
+_IN_LISTENER: ContextVar[bool] = ContextVar("thor_events_in_listener", default=False)
+_in_listener = _IN_LISTENER.get
+
+
+def _captured_context() -> Any:
+    """A copy of the current context in which the in-listener flag is raised."""
+    context = copy_context()
+    if not _in_listener():
+        context.run(_IN_LISTENER.set, True)
+    return context
+
+
+class ContextWrapper:
+    """A registered listener and the context captured when it was registered.
+
+    Calling the wrapper calls the listener under thor's context rule (see the module docstring).
+    A wrapper compares equal to the function it wraps, so ``wrapper in [fn]`` and
+    ``fn in emitter.listeners(event)`` work either way round.
+
+    Attributes:
+        listener: the function given to ``on``/``once``.
+        context: the ``contextvars.Context`` it runs in (reused for every call, so changes a
+            listener makes to context variables are seen by its later calls, never by the emitter).
+        once: True for a listener registered with ``once``.
+    """
+
+    __slots__ = ("context", "listener", "once", "removed")
+
+    def __init__(self, listener: EventListener, once: bool = False) -> None:
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, not {listener!r}")
+        self.listener = listener
+        self.context = _captured_context()
+        self.once = once
+        self.removed = False
+
+    def __call__(self, *args: Any) -> Any:
+        if _in_listener():
+            return self.listener(*args)
+        return self.context.run(self.listener, *args)
+
+    @property
+    def __name__(self) -> str:
+        return getattr(self.listener, "__name__", repr(self.listener))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ContextWrapper):
+            return bool(self.listener == other.listener)
+        return bool(self.listener == other)
+
+    def __hash__(self) -> int:
+        return hash(self.listener)
+
+    def __repr__(self) -> str:
+        kind = "once " if self.once else ""
+        return f"<ContextWrapper {kind}{self.listener!r}>"
+
+
+def _report_unhandled_error(emitter: EventEmitter, args: tuple[Any, ...]) -> None:
+    """Default handler for an ``'error'`` nobody listened to: log it with its traceback."""
+    err = args[0] if args else None
+    if isinstance(err, BaseException):
+        logger.error(
+            "unhandled 'error' event on %r: %r",
+            emitter,
+            err,
+            exc_info=(type(err), err, err.__traceback__),
+        )
+    else:
+        logger.error("unhandled 'error' event on %r: %r", emitter, args)
+
+
+_unhandled_error_handler: Callable[[EventEmitter, tuple[Any, ...]], object] = (
+    _report_unhandled_error
+)
+
+
+def set_unhandled_error_handler(
+    handler: Callable[[EventEmitter, tuple[Any, ...]], object] | None,
+) -> Callable[[EventEmitter, tuple[Any, ...]], object]:
+    """Replace the process-wide handler of ``'error'`` events that have no listener and no sink.
+
+    Args:
+        handler: called as ``handler(emitter, args)``; None restores the default, which logs the
+            error (with its traceback when it is an exception) to the ``thor.events`` logger.
+
+    Returns:
+        The handler that was in place before.
+    """
+    global _unhandled_error_handler
+    previous = _unhandled_error_handler
+    _unhandled_error_handler = handler or _report_unhandled_error
+    return previous
+
+
+class EventEmitter:
+    """An object that emits named events to the listeners attached to it (Node's EventEmitter).
+
+    Listeners are called in registration order with the arguments given to ``emit``. An event
+    with no listener goes to the sink object, if one is set and has a method of that name.
+
+    ``'error'`` convention: Node raises an ``'error'`` event nobody listens to; thor 0.17 dropped
+    it silently. Thor reports it instead (by default, logged with its traceback to the
+    ``thor.events`` logger; see ``set_unhandled_error_handler``), so classic code keeps running
+    and the error is not lost. Set ``raise_unhandled_errors = True`` (on a class or an instance)
+    to get Node's behaviour: the payload is raised from ``emit`` (wrapped in
+    ``UnhandledError`` when it is not an exception).
+
+    Leak detection: adding more than ``default_max_listeners`` (10) listeners for one event issues
+    one ``MaxListenersExceededWarning`` per emitter and event; ``set_max_listeners(0)`` turns it
+    off for an emitter.
+
+    Pickling keeps the instance dict (the sink included) but not the listeners; an unpickled
+    emitter starts with none.
+
+    Events:
+        newListener (event: str, listener: ContextWrapper): after a listener was added with
+            ``on``, ``once`` or their variants; may fire many times.
+    """
+
+    default_max_listeners: int = 10
+    raise_unhandled_errors: bool = False
+
+    def __init__(self) -> None:
+        self.__events: dict[str, list[ContextWrapper]] = {}
+        self.__sink: object | None = None
+
+    # -- registration -------------------------------------------------------------------------
+
+    def on(self, event: str, listener: EventListener) -> None:
+        """Call ``listener(*args)`` every time ``event`` is emitted.
+
+        Raises:
+            TypeError: ``listener`` is not callable.
+        """
+        self.__add(event, ContextWrapper(listener), prepend=False)
+
+    def once(self, event: str, listener: EventListener) -> None:
+        """Call ``listener`` the next time ``event`` is emitted, then forget it.
+
+        The listener can still be removed with ``remove_listener(event, listener)`` before then.
+        """
+        self.__add(event, ContextWrapper(listener, once=True), prepend=False)
+
+    def add_listener(self, event: str, listener: ListenerT) -> ListenerT:
+        """Like ``on``, but returns the listener (usable as a typed decorator body)."""
+        self.__add(event, ContextWrapper(listener), prepend=False)
+        return listener
+
+    def prepend_listener(self, event: str, listener: ListenerT) -> ListenerT:
+        """Like ``on``, but the listener is called before those already registered."""
+        self.__add(event, ContextWrapper(listener), prepend=True)
+        return listener
+
+    def prepend_once_listener(self, event: str, listener: ListenerT) -> ListenerT:
+        """Like ``once``, but the listener is called before those already registered."""
+        self.__add(event, ContextWrapper(listener, once=True), prepend=True)
+        return listener
+
+    def __add(self, event: str, entry: ContextWrapper, prepend: bool) -> None:
+        events = self.__events
+        current = events.get(event)
+        if current is None:
+            events[event] = [entry]
+        else:
+            events[event] = [entry, *current] if prepend else [*current, entry]
+            limit = self.get_max_listeners()
+            if 0 < limit < len(current) + 1:
+                self.__warn_max_listeners(event, len(current) + 1, limit)
+        if "newListener" in events or self.__sink is not None:
+            self.emit("newListener", event, entry)
+
+    def __warn_max_listeners(self, event: str, count: int, limit: int) -> None:
+        warned: set[str] = self.__dict__.setdefault("_EventEmitter__warned", set())
+        if event in warned:
+            return
+        warned.add(event)
+        warnings.warn(
+            MaxListenersExceededWarning(
+                f"{count} {event!r} listeners added to {self!r} (limit {limit}): a possible "
+                f"listener leak; use set_max_listeners() to raise the limit"
+            ),
+            stacklevel=4,
+        )
+
+    def set_max_listeners(self, limit: int) -> None:
+        """Set this emitter's per-event listener count above which a leak warning is issued.
+
+        Args:
+            limit: a count; 0 means no limit.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        if limit < 0:
+            raise ValueError(f"max listeners must be 0 or more, not {limit!r}")
+        self.__dict__["_EventEmitter__max_listeners"] = limit
+
+    def get_max_listeners(self) -> int:
+        """The listener count per event above which a leak warning is issued (0: no limit)."""
+        limit: int = self.__dict__.get("_EventEmitter__max_listeners", self.default_max_listeners)
+        return limit
+
+    # -- removal ------------------------------------------------------------------------------
+
+    def remove_listener(self, event: str, listener: EventListener) -> None:
+        """Remove the first registration of ``listener`` for ``event`` (``once`` ones included).
+
+        A listener removed while ``event`` is being emitted is not called by that emit.
+        Silent when ``event`` never had a listener.
+
+        Raises:
+            ValueError: ``event`` has listeners, but not this one.
+        """
+        current = self.__events.get(event)
+        if current is None:
+            return
+        for index, entry in enumerate(current):
+            if entry.listener == listener or entry is listener:
+                entry.removed = True
+                self.__events[event] = current[:index] + current[index + 1 :]
+                return
+        raise ValueError(f"{listener!r} is not a listener of {event!r} on {self!r}")
+
+    off = remove_listener
+
+    def remove_listeners(self, *events: str) -> None:
+        """Remove every listener of the given events, or of all events when none is given.
+
+        An emit already in progress still calls the rest of its listeners.
+        """
+        if events:
+            for event in events:
+                if event in self.__events:
+                    self.__events[event] = []
+        else:
+            self.__events = {}
+
+    remove_all_listeners = remove_listeners
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def listeners(self, event: str) -> list[EventListener]:
+        """A new list of the functions listening to ``event``, in calling order."""
+        return [entry.listener for entry in self.__events.get(event, ())]
+
+    def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has."""
+        return len(self.__events.get(event, ()))
+
+    def events(self) -> list[str]:
+        """Names of the events that have, or once had, listeners."""
+        return list(self.__events)
+
+    event_names = events
+
+    # -- emitting -----------------------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call every listener of ``event`` with ``args``, in registration order.
+
+        With no listener, ``sink.<event>(*args)`` is called when a sink is set and has it; an
+        unhandled ``'error'`` is reported (see the class docstring). Exceptions raised by
+        listeners propagate to the caller.
+
+        Returns:
+            True when a listener or the sink handled the event.
+        """
+        entries = self.__events.get(event)
+        if entries:
+            if len(entries) == 1:
+                entry = entries[0]
+                if entry.once:
+                    entry.removed = True
+                    self.__events[event] = []
+                if _in_listener():
+                    entry.listener(*args)
+                else:
+                    entry.context.run(entry.listener, *args)
+                return True
+            nested = _in_listener()
+            for entry in entries:
+                if entry.removed:
+                    continue
+                if entry.once:
+                    self.__drop_once(event, entry)
+                if nested:
+                    entry.listener(*args)
+                else:
+                    entry.context.run(entry.listener, *args)
+            return True
+        sink = self.__sink
+        if sink is not None:
+            handler = getattr(sink, event, None)
+            if handler is not None:
+                handler(*args)
+                return True
+        if event == "error":
+            if self.raise_unhandled_errors:
+                if args and isinstance(args[0], BaseException):
+                    raise args[0]
+                raise UnhandledError(*args)
+            _unhandled_error_handler(self, args)
+        return False
+
+    def __drop_once(self, event: str, entry: ContextWrapper) -> None:
+        entry.removed = True
+        current = self.__events.get(event)
+        if current is not None:
+            remaining = [other for other in current if other is not entry]
+            if len(remaining) != len(current):
+                self.__events[event] = remaining
+
+    def sink(self, sink: object) -> None:
+        """Send events that have no listener to ``sink.<event>(*args)`` where that method exists."""
+        self.__sink = sink
+
+    # -- pickling -----------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The instance dict without the listeners (the sink is kept), for pickling."""
+        state = self.__dict__.copy()
+        state.pop("_EventEmitter__events", None)
+        state.pop("_EventEmitter__warned", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled emitter, with an empty listener registry."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_EventEmitter__events", {})
+        self.__dict__.setdefault("_EventEmitter__sink", None)
+
+
+def on(obj: EventEmitter, event: str | None = None) -> Callable[[ListenerT], ListenerT]:
+    """Decorator: register the decorated function as a listener of ``event`` on ``obj``.
+
+    Args:
+        obj: the emitter.
+        event: the event name; by default the function's ``__name__``.
+
+    Returns:
+        A decorator that registers the function and returns it unchanged.
+    """
+
+    def register(listener: ListenerT) -> ListenerT:
+        obj.on(event or listener.__name__, listener)
+        return listener
+
+    return register

@@ -1,0 +1,510 @@
+"""LoopBase: the reactor every thor loop is. Backends subclass it to poll their way.
+
+Theory of operation
+-------------------
+One pass of ``run`` (``_run_once``) does, in order:
+
+1. wait for IO: the poll timeout is 0 when callbacks are ready, else the time to the next timer,
+   else infinite (an idle loop sleeps; ``run_in_loop`` and signals wake it through a Waker fd);
+2. dispatch the polled fd events straight to the registrations' bound handlers;
+3. move the timers that are due, then the callbacks queued by ``run_in_loop``, to the ready queue;
+4. run the callbacks that were ready at this point; ones they schedule wait for the next pass.
+
+Callbacks run in the ``contextvars`` context captured when they were scheduled. An exception
+from a callback or fd handler is reported through the loop's exception handler (by default the
+``thor.loop`` logger, with its traceback) and the loop carries on: one bad connection must not
+stop a server. ``debug`` mode times every callback and fd batch and reports those that held the
+loop longer than ``slow_callback_duration`` through ``debug_out``.
+
+While callbacks keep scheduling more zero-delay callbacks, the IO poll (a system call) is done at
+most every ``busy_poll_interval`` seconds rather than on every pass: chained callbacks then cost
+what a burst does, and IO still gets its turn within a fraction of a millisecond.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time as _time
+from collections import deque
+from collections.abc import Callable
+from contextvars import copy_context
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from thor.events import EventEmitter
+
+from ._errors import LoopError
+from ._registration import EVENT_MASKS, FdHandler, FdRegistration, events_to_mask
+from ._timers import ScheduledEvent, TimerHeap
+from ._wakeup import Waker
+
+if TYPE_CHECKING:
+    import cProfile
+
+    from typing_extensions import TypeVarTuple, Unpack
+
+    Ts = TypeVarTuple("Ts")
+
+__all__ = ["LoopBase"]
+
+logger = logging.getLogger("thor.loop")
+
+ExceptionHandler = Callable[["LoopBase", BaseException, str], object]
+
+
+class _WakerSource:
+    """The loop's own registration for its Waker fd (not listed as a user fd)."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: LoopBase) -> None:
+        self.loop = loop
+
+    def handle_fd_readable(self) -> None:
+        self.loop._wake_pending = False
+        self.loop._waker.drain()
+
+    def handle_fd_writable(self) -> None:
+        pass
+
+    handle_fd_error = handle_fd_close = handle_fd_writable
+
+
+class LoopBase(EventEmitter):
+    """An event loop: runs scheduled callbacks and dispatches file descriptor readiness.
+
+    Use ``thor.loop.make()`` to get one with the best backend of the platform; ``EpollLoop``,
+    ``KqueueLoop``, ``PollLoop`` and ``SelectLoop`` pick one explicitly.
+
+    Args:
+        precision: seconds; kept for thor 0.17 compatibility. Timers fire on time whatever its
+            value (0.17 checked them only every ``precision``); it now only sets the default
+            threshold of debug mode's slow-callback report (twice the precision).
+
+    Attributes:
+        running: True while ``run()`` is running.
+        debug: report callbacks and fd batches that block longer than ``slow_callback_duration``
+            through ``debug_out``; when ``debug_profile`` is also set, with a cProfile of them.
+        precision: see Args; must be > 0.
+        slow_callback_duration: debug mode threshold in seconds (None: twice the precision).
+        busy_poll_interval: at most this many seconds between IO polls while callbacks keep
+            the loop busy.
+
+    Events:
+        start (): just before the loop starts running; once per ``run()``.
+        stop (): after ``stop()`` dropped scheduled callbacks and registered fds; once per stop.
+    """
+
+    busy_poll_interval: float = 0.0005
+    slow_callback_duration: float | None = None
+    debug_profile: bool = False
+
+    def __init__(self, precision: float | None = None) -> None:
+        EventEmitter.__init__(self)
+        self.set_max_listeners(0)  # every HttpClient listens for 'stop'
+        self._precision = 0.1
+        if precision is not None:
+            self.precision = precision
+        self.running = False
+        self.debug = False
+        self._ready: deque[ScheduledEvent] = deque()
+        self._timers = TimerHeap()
+        self._async_queue: deque[ScheduledEvent] = deque()
+        self._registrations: dict[int, FdRegistration] = {}
+        self._io_generation = 0
+        self._thread_id: int | None = None
+        self._last_poll = 0.0
+        self._exception_handler: ExceptionHandler | None = None
+        self._signal_handlers: dict[int, tuple[Callable[..., object], tuple[Any, ...], Any]] = {}
+        self._closed = False
+        self._waker = Waker()
+        self._wake_pending = False
+        self._waker_fd = self._waker.fileno()
+        self._fd_register(self._waker_fd, EVENT_MASKS["fd_readable"], _WakerSource(self))
+
+    # -- settings -------------------------------------------------------------------------------
+
+    @property
+    def precision(self) -> float:
+        """Seconds; see the class docstring. Writable; must be > 0."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"precision must be > 0 seconds, not {value!r}")
+        self._precision = value
+
+    @staticmethod
+    def time() -> float:
+        """The loop's clock: ``time.monotonic()`` seconds; deadlines are on this clock."""
+        return _time.monotonic()
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until ``stop()`` is called. Emits ``'start'`` first.
+
+        Raises:
+            LoopError: the loop is already running, or was closed.
+        """
+        if self.running:
+            raise LoopError("this loop is already running")
+        if self._closed:
+            raise LoopError("this loop is closed")
+        self._thread_id = threading.get_ident()
+        self.running = True
+        try:
+            try:
+                self.emit("start")
+            except Exception as exc:
+                self._report(exc, "a 'start' listener")
+            run_once = self._run_once
+            while self.running:
+                run_once()
+        finally:
+            self.running = False
+            self._thread_id = None
+
+    def stop(self) -> None:
+        """Stop running: drop scheduled callbacks and queued ``run_in_loop`` calls, forget every
+        registered fd (sockets are not closed), then emit ``'stop'``."""
+        self.running = False
+        for event in self._ready:
+            event._cancelled = True
+        self._ready.clear()
+        for event in self._timers.live():
+            event._cancelled = True
+        self._timers.clear()
+        self._async_queue.clear()
+        for fd in [fd for fd in self._registrations if fd != self._waker_fd]:
+            self._fd_unregister(fd)
+        self.emit("stop")
+
+    def close(self) -> None:
+        """Release the loop's own resources (its poller and wake-up fd). Idempotent.
+
+        Raises:
+            LoopError: the loop is running.
+        """
+        if self.running:
+            raise LoopError("cannot close a running loop")
+        if self._closed:
+            return
+        for signum in list(self._signal_handlers):
+            self.remove_signal_handler(signum)
+        for fd in list(self._registrations):
+            self._fd_unregister(fd)
+        self._waker.close()
+        self._backend_close()
+        self._closed = True
+
+    def _run_once(self) -> None:
+        ready = self._ready
+        timers = self._timers
+        if ready or self._async_queue:
+            now = _time.monotonic()
+            if now - self._last_poll >= self.busy_poll_interval:
+                self._last_poll = now
+                events = self._poll(0)
+                if events:
+                    self._dispatch_batch(events)
+        else:
+            deadline = timers.next_deadline()
+            if deadline is None:
+                events = self._poll(None)
+            else:
+                delay = deadline - _time.monotonic()
+                events = self._poll(delay if delay > 0 else 0)
+            self._last_poll = _time.monotonic()
+            if events:
+                self._dispatch_batch(events)
+        if timers:
+            timers.pop_due(_time.monotonic() + 1e-6, ready)
+        async_queue = self._async_queue
+        if async_queue:
+            popleft = async_queue.popleft
+            for _ in range(len(async_queue)):
+                ready.append(popleft())
+        if self.debug:
+            self._run_ready_debug()
+            return
+        popleft = ready.popleft
+        for _ in range(len(ready)):
+            event = popleft()
+            if event._cancelled:
+                continue
+            event.fired = True
+            try:
+                event._context.run(event._callback, *event._args)
+            except Exception as exc:
+                self._report(exc, f"callback {event._callback!r}")
+            if not self.running:
+                break
+
+    def _dispatch_batch(self, events: list[Any]) -> None:
+        if self.debug:
+            started = _time.perf_counter()
+            profile = self._start_profile()
+            self._dispatch(events)
+            self._check_slow(started, profile, "long fd delay ({:.2f})")
+        else:
+            self._dispatch(events)
+
+    def _run_ready_debug(self) -> None:
+        ready = self._ready
+        for _ in range(len(ready)):
+            event = ready.popleft()
+            if event._cancelled:
+                continue
+            event.fired = True
+            started = _time.perf_counter()
+            profile = self._start_profile()
+            try:
+                event._context.run(event._callback, *event._args)
+            except Exception as exc:
+                self._report(exc, f"callback {event._callback!r}")
+            name = getattr(event._callback, "__qualname__", repr(event._callback))
+            self._check_slow(
+                started, profile, "long scheduled event delay ({:.2f}): " + name.replace("{", "{{")
+            )
+            if not self.running:
+                break
+        pending = len(self._timers) + len(ready)
+        if pending > 500:
+            self.debug_out(f"{pending} events scheduled", None)
+
+    def _start_profile(self) -> cProfile.Profile | None:
+        if not self.debug_profile:
+            return None
+        import cProfile  # noqa: PLC0415 - only in debug mode
+
+        profile = cProfile.Profile()
+        try:
+            profile.enable()
+        except ValueError:  # another profiler is active
+            return None
+        return profile
+
+    def _check_slow(self, started: float, profile: cProfile.Profile | None, message: str) -> None:
+        elapsed = _time.perf_counter() - started
+        if profile is not None:
+            profile.disable()
+        limit = self.slow_callback_duration
+        if limit is None:
+            limit = 2 * self._precision
+        if elapsed > limit:
+            self.debug_out(message.format(elapsed), profile)
+
+    def debug_out(self, message: str, profile: cProfile.Profile | None) -> None:
+        """Debug mode's report of a callback or fd batch that held the loop too long.
+
+        Applications may replace it on the instance (``loop.debug_out = my_printer``); the default
+        logs ``message`` at WARNING level to the ``thor.loop`` logger.
+
+        Args:
+            message: e.g. ``"long scheduled event delay (0.31): handler"``.
+            profile: a cProfile.Profile of the slow stretch when ``debug_profile`` is set,
+                else None.
+        """
+        logger.warning("thor loop debug: %s", message)
+
+    # -- errors -----------------------------------------------------------------------------------
+
+    def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
+        """Route exceptions raised by callbacks and fd handlers to ``handler(loop, exc, where)``.
+
+        None restores the default: log with the traceback to the ``thor.loop`` logger.
+        """
+        self._exception_handler = handler
+
+    def _report(self, exc: Exception, where: str) -> None:
+        handler = self._exception_handler
+        if handler is not None:
+            try:
+                handler(self, exc, where)
+                return
+            except Exception as handler_exc:
+                logger.error("exception handler failed", exc_info=handler_exc)
+        logger.error("exception in %s on %r", where, self, exc_info=exc)
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def schedule(
+        self, delta: float, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
+    ) -> ScheduledEvent:
+        """Call ``callback(*args)`` in ``delta`` seconds, in the context current now.
+
+        Callbacks with equal deadlines run in the order they were scheduled.
+
+        Returns:
+            A ScheduledEvent; its ``delete()`` cancels the call.
+
+        Raises:
+            ValueError: ``delta`` is negative.
+        """
+        if delta > 0:
+            event = ScheduledEvent(self, callback, args, _time.monotonic() + delta, copy_context())
+            self._timers.push(event)
+            return event
+        if not delta == 0:  # negative, or NaN
+            raise ValueError(f"cannot schedule {delta!r} seconds in the past")
+        event = ScheduledEvent(self, callback, args, 0.0, copy_context())
+        self._ready.append(event)
+        return event
+
+    def run_in_loop(self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]) -> None:
+        """Call ``callback(*args)`` on the loop's thread, as soon as possible. Thread-safe.
+
+        From another thread, this wakes a sleeping loop at once. The callback runs in the
+        context of the calling thread, as it was at this call.
+        """
+        event = ScheduledEvent(self, callback, args, 0.0, copy_context())
+        self._async_queue.append(event)
+        if threading.get_ident() != self._thread_id:
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._waker.wake()
+
+    def scheduled_events(self) -> list[tuple[float, Callable[..., object]]]:
+        """The pending callbacks as ``(seconds until due, callback)``, soonest first."""
+        now = _time.monotonic()
+        pending = [(0.0, event._callback) for event in self._ready if not event._cancelled]
+        pending += [(0.0, event._callback) for event in self._async_queue]
+        pending += [(max(0.0, event._when - now), event._callback) for event in self._timers.live()]
+        return pending
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def add_signal_handler(
+        self, signum: int, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
+    ) -> None:
+        """Run ``callback(*args)`` in the loop each time the process receives ``signum``.
+
+        Typically ``loop.add_signal_handler(signal.SIGTERM, server.graceful_shutdown)``. The
+        loop is woken at once; the callback runs on the loop's thread, not in the signal handler.
+        Must be called from the main thread (a limit of Python's ``signal`` module).
+
+        Raises:
+            ValueError: not on the main thread, or ``signum`` cannot be caught.
+        """
+        previous = signal.signal(signum, self._on_signal)
+        if signum in self._signal_handlers:
+            previous = self._signal_handlers[signum][2]
+        self._signal_handlers[signum] = (callback, args, previous)
+
+    def remove_signal_handler(self, signum: int) -> bool:
+        """Stop handling ``signum``; the handler in place before is restored.
+
+        Returns:
+            True when a handler was removed.
+        """
+        entry = self._signal_handlers.pop(signum, None)
+        if entry is None:
+            return False
+        signal.signal(signum, entry[2] if entry[2] is not None else signal.SIG_DFL)
+        return True
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        entry = self._signal_handlers.get(signum)
+        if entry is None:
+            return
+        event = ScheduledEvent(self, entry[0], entry[1], 0.0, copy_context())
+        self._async_queue.append(event)
+        self._wake()
+
+    # -- file descriptors: classic primitives ---------------------------------------------------
+
+    def register_fd(self, fd: int, events: str | list[str], target: FdHandler) -> None:
+        """Watch ``fd`` for ``events`` (classic names: ``'fd_readable'``...) on behalf of
+        ``target``, whose ``handle_fd_*`` methods are called when it is ready.
+        Registering an fd again replaces its registration."""
+        self._fd_register(fd, events_to_mask(events), target)
+
+    def unregister_fd(self, fd: int) -> None:
+        """Stop watching ``fd``. Idempotent."""
+        self._fd_unregister(fd)
+
+    def event_add(self, fd: int, event: str) -> None:
+        """Add one event to ``fd``'s interest. Silent for an fd that is not registered."""
+        registration = self._registrations.get(fd)
+        if registration is not None:
+            self._fd_set_mask(fd, registration.mask | events_to_mask(event))
+
+    def event_del(self, fd: int, event: str) -> None:
+        """Remove one event from ``fd``'s interest. Silent for an fd that is not registered."""
+        registration = self._registrations.get(fd)
+        if registration is not None:
+            self._fd_set_mask(fd, registration.mask & ~events_to_mask(event))
+
+    def registered_fd_handlers(self) -> list[Any]:
+        """The sources (usually EventSources) of every registered fd."""
+        return [reg.source for fd, reg in self._registrations.items() if fd != self._waker_fd]
+
+    def fd_count(self) -> int:
+        """How many fds are registered."""
+        return len(self._registrations) - (self._waker_fd in self._registrations)
+
+    # -- file descriptors: the fast internal interface ------------------------------------------
+
+    def _fd_register(self, fd: int, mask: int, source: FdHandler) -> FdRegistration:
+        """Register (or re-register) ``fd`` with an interest mask; returns the registration."""
+        if self._closed:
+            raise LoopError("this loop is closed")
+        old = self._registrations.get(fd)
+        registration = FdRegistration(fd, mask, source, self._io_generation)
+        self._registrations[fd] = registration
+        if old is None:
+            self._backend_register(fd, mask)
+        else:
+            old.active = False
+            self._backend_modify(fd, old.mask, mask)
+        return registration
+
+    def _fd_set_mask(self, fd: int, mask: int) -> None:
+        """Change the interest mask of a registered fd (no-op when unchanged)."""
+        registration = self._registrations[fd]
+        if registration.mask != mask:
+            old = registration.mask
+            registration.mask = mask
+            self._backend_modify(fd, old, mask)
+
+    def _fd_unregister(self, fd: int) -> None:
+        registration = self._registrations.pop(fd, None)
+        if registration is not None:
+            registration.active = False
+            self._backend_unregister(fd, registration.mask)
+
+    # -- what a backend provides ------------------------------------------------------------------
+
+    def _backend_register(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def _backend_unregister(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def _backend_close(self) -> None:
+        raise NotImplementedError
+
+    def _poll(self, timeout: float | None) -> list[Any]:
+        """Wait up to ``timeout`` seconds (None: no limit) and return the backend's events."""
+        raise NotImplementedError
+
+    def _dispatch(self, events: list[Any]) -> None:
+        """Call the handlers of the events ``_poll`` returned."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "closed" if self._closed else "idle"
+        return (
+            f"<{type(self).__name__} {state} fds={self.fd_count()} "
+            f"timers={len(self._timers)} ready={len(self._ready)}>"
+        )

@@ -1,0 +1,1 @@
+"""thor.udp (thor-net): not implemented yet; this distribution is an installable skeleton."""
