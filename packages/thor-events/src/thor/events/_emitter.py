@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from contextvars import ContextVar, copy_context
+from contextvars import Context, ContextVar, copy_context
 from typing import Any, TypeVar
 
 from ._errors import MaxListenersExceededWarning, UnhandledError
@@ -62,7 +62,8 @@ class ContextWrapper:
     ``fn in emitter.listeners(event)`` work either way round.
 
     Attributes:
-        listener: the function given to ``on``/``once``.
+        listener: the function given to ``on``/``once`` (given a wrapper, its function: the new
+            wrapper then shares the given one's context).
         context: the ``contextvars.Context`` it runs in (reused for every call, so changes a
             listener makes to context variables are seen by its later calls, never by the emitter).
         once: True for a listener registered with ``once``.
@@ -71,10 +72,16 @@ class ContextWrapper:
     __slots__ = ("context", "listener", "once", "removed")
 
     def __init__(self, listener: EventListener, once: bool = False) -> None:
-        if not callable(listener):
+        if isinstance(listener, ContextWrapper):
+            # Re-registering a wrapper (say, one received with 'newListener') keeps its function
+            # and its context, as thor 0.17 did, instead of nesting wrappers.
+            self.listener: EventListener = listener.listener
+            self.context: Context = listener.context
+        elif callable(listener):
+            self.listener = listener
+            self.context = _captured_context()
+        else:
             raise TypeError(f"listener must be callable, not {listener!r}")
-        self.listener = listener
-        self.context = _captured_context()
         self.once = once
         self.removed = False
 

@@ -1,0 +1,446 @@
+"""The contextvars rule of listeners, and ContextWrapper (thor.events._emitter).
+
+The rule (thor 0.17's): a listener runs in the context captured when it was registered, unless it
+is called while another listener is running, in which case it runs in the current context.
+
+The autouse ``isolated`` fixture resets the ContextVars after each test, so the values set here
+never leak from one test into another.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from thor.events import ContextWrapper, EventEmitter, on
+
+LOCALE: contextvars.ContextVar[str] = contextvars.ContextVar("LOCALE", default="unset")
+COUNTER: contextvars.ContextVar[int] = contextvars.ContextVar("COUNTER", default=0)
+
+
+@pytest.fixture(autouse=True)
+def isolated() -> Iterator[None]:
+    """Reset the variables this file uses after each test."""
+    locale_token = LOCALE.set("unset")
+    counter_token = COUNTER.set(0)
+    yield
+    LOCALE.reset(locale_token)
+    COUNTER.reset(counter_token)
+
+
+def run_isolated(fn: Callable[[], Any]) -> Any:
+    return contextvars.copy_context().run(fn)
+
+
+def _filler(emitter: EventEmitter, event: str, count: int) -> None:
+    """Add ``count`` do-nothing listeners (to exercise the many-listener path of emit)."""
+    for _ in range(count):
+        emitter.on(event, lambda *args: None)
+
+
+# 0 extra listeners exercises emit's one-listener fast path, 2 the general loop.
+paths = pytest.mark.parametrize("extra", [0, 2], ids=["one-listener", "many-listeners"])
+
+
+@paths
+def test_listener_sees_the_context_of_its_registration_not_of_the_emitter(extra: int) -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+    LOCALE.set("registered")
+    emitter.on("go", lambda: seen.append(LOCALE.get()))
+    _filler(emitter, "go", extra)
+    LOCALE.set("emitting")
+    emitter.emit("go")
+    LOCALE.set("emitting again")
+    emitter.emit("go")
+    assert seen == ["registered", "registered"]
+    assert LOCALE.get() == "emitting again"
+
+
+@pytest.mark.parametrize("method", ["once", "add_listener", "prepend_listener"])
+def test_every_registration_method_captures_the_context(method: str) -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+    LOCALE.set("registered")
+    getattr(emitter, method)("go", lambda: seen.append(LOCALE.get()))
+    LOCALE.set("emitting")
+    emitter.emit("go")
+    assert seen == ["registered"]
+
+
+def test_the_on_decorator_captures_the_context() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+    LOCALE.set("decorated")
+
+    @on(emitter)
+    def go() -> None:
+        seen.append(LOCALE.get())
+
+    LOCALE.set("emitting")
+    emitter.emit("go")
+    assert seen == ["decorated"]
+
+
+def test_the_context_is_captured_at_registration_not_by_reference() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+
+    def register() -> None:
+        LOCALE.set("inside")
+        emitter.on("go", lambda: seen.append(LOCALE.get()))
+        LOCALE.set("changed after registration")
+
+    run_isolated(register)
+    emitter.emit("go")
+    assert seen == ["inside"]
+
+
+@paths
+def test_listener_changes_persist_into_its_own_later_calls_but_not_into_the_emitter(
+    extra: int,
+) -> None:
+    emitter = EventEmitter()
+    seen: list[int] = []
+
+    def count() -> None:
+        COUNTER.set(COUNTER.get() + 1)
+        seen.append(COUNTER.get())
+
+    emitter.on("go", count)
+    _filler(emitter, "go", extra)
+    for _ in range(3):
+        emitter.emit("go")
+        assert COUNTER.get() == 0
+    assert seen == [1, 2, 3]
+
+
+def test_each_registration_has_its_own_context() -> None:
+    emitter = EventEmitter()
+    seen: list[tuple[str, int]] = []
+
+    def count(name: str) -> Callable[[], None]:
+        def listener() -> None:
+            COUNTER.set(COUNTER.get() + 1)
+            seen.append((name, COUNTER.get()))
+
+        return listener
+
+    emitter.on("go", count("a"))
+    emitter.on("go", count("b"))
+    emitter.on("other", count("c"))
+    emitter.emit("go")
+    emitter.emit("other")
+    emitter.emit("go")
+    assert seen == [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2)]
+
+
+@paths
+def test_listener_called_from_inside_another_listener_runs_in_the_current_context(
+    extra: int,
+) -> None:
+    outer_emitter, inner_emitter = EventEmitter(), EventEmitter()
+    seen: list[tuple[str, str]] = []
+
+    LOCALE.set("inner registration")
+    inner_emitter.on("inner", lambda: seen.append(("inner", LOCALE.get())))
+    _filler(inner_emitter, "inner", extra)
+
+    def outer() -> None:
+        LOCALE.set("set by outer")
+        inner_emitter.emit("inner")
+        seen.append(("outer", LOCALE.get()))
+
+    LOCALE.set("outer registration")
+    outer_emitter.on("outer", outer)
+    _filler(outer_emitter, "outer", extra)
+
+    LOCALE.set("top level")
+    outer_emitter.emit("outer")
+    assert seen == [("inner", "set by outer"), ("outer", "set by outer")]
+    assert LOCALE.get() == "top level"
+
+    # Emitted from the top level, the inner listener is back in its own context.
+    seen.clear()
+    inner_emitter.emit("inner")
+    assert seen == [("inner", "inner registration")]
+
+
+def test_changes_made_by_a_nested_listener_are_seen_by_the_outer_one_only() -> None:
+    emitter = EventEmitter()
+    seen: list[tuple[str, int]] = []
+
+    def inner() -> None:
+        COUNTER.set(COUNTER.get() + 10)
+        seen.append(("inner", COUNTER.get()))
+
+    def outer() -> None:
+        emitter.emit("inner")
+        seen.append(("outer", COUNTER.get()))
+
+    emitter.on("inner", inner)
+    emitter.on("outer", outer)
+    emitter.emit("outer")  # inner runs in outer's context: outer's counter becomes 10
+    emitter.emit("outer")  # and 20 the next time; inner's own context is untouched
+    emitter.emit("inner")  # from the top level, inner runs in its own context
+    assert seen == [("inner", 10), ("outer", 10), ("inner", 20), ("outer", 20), ("inner", 10)]
+    assert COUNTER.get() == 0
+
+
+def test_the_same_listener_can_be_emitted_recursively() -> None:
+    emitter = EventEmitter()
+    depths: list[int] = []
+
+    def recurse() -> None:
+        COUNTER.set(COUNTER.get() + 1)
+        depths.append(COUNTER.get())
+        if COUNTER.get() < 3:
+            emitter.emit("go")
+
+    emitter.on("go", recurse)
+    emitter.emit("go")  # nested calls reuse the current context: no "already entered" error
+    assert depths == [1, 2, 3]
+    assert COUNTER.get() == 0
+
+
+def test_listener_registered_inside_a_listener_captures_that_listeners_context() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+
+    def registrar() -> None:
+        LOCALE.set("inside registrar")
+        emitter.on("later", lambda: seen.append(LOCALE.get()))
+        LOCALE.set("registrar moved on")
+
+    LOCALE.set("registrar registration")
+    emitter.once("setup", registrar)
+    LOCALE.set("top level")
+    emitter.emit("setup")
+    emitter.emit("later")
+    assert seen == ["inside registrar"]
+    assert LOCALE.get() == "top level"
+
+
+def test_exceptions_do_not_leave_the_listener_state_behind() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    emitter.on("boom", boom)
+    LOCALE.set("registered")
+    emitter.on("go", lambda: seen.append(LOCALE.get()))
+    LOCALE.set("top level")
+    with pytest.raises(RuntimeError):
+        emitter.emit("boom")
+    emitter.emit("go")
+    assert seen == ["registered"]
+
+
+def test_the_sink_runs_in_the_emitters_context() -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def go(self) -> None:
+            self.seen.append(LOCALE.get())
+
+    sink = Sink()
+    emitter = EventEmitter()
+    LOCALE.set("sink set")
+    emitter.sink(sink)
+    LOCALE.set("emitting")
+    emitter.emit("go")
+    assert sink.seen == ["emitting"]
+
+
+def test_a_new_listener_listener_follows_the_rule_too() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+    LOCALE.set("watcher registration")
+    emitter.on("newListener", lambda event, wrapper: seen.append(LOCALE.get()))
+    LOCALE.set("top level")
+    emitter.on("go", lambda: None)
+    assert seen == ["watcher registration", "watcher registration"]
+
+
+# -- ContextWrapper -------------------------------------------------------------------------------
+
+
+def _wrapper_of(emitter: EventEmitter, register: Callable[[], None]) -> ContextWrapper:
+    wrappers: list[ContextWrapper] = []
+
+    def watcher(event: str, wrapper: ContextWrapper) -> None:
+        wrappers.append(wrapper)
+
+    emitter.on("newListener", watcher)
+    register()
+    emitter.remove_listener("newListener", watcher)
+    return wrappers[-1]
+
+
+def test_calling_a_wrapper_directly_runs_in_the_captured_context() -> None:
+    seen: list[str] = []
+    LOCALE.set("captured")
+    wrapper = ContextWrapper(lambda x: seen.append(f"{x} {LOCALE.get()}"))
+    LOCALE.set("caller")
+    wrapper("direct")
+    assert seen == ["direct captured"]
+
+
+def test_calling_a_wrapper_from_inside_a_listener_runs_in_the_current_context() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+    LOCALE.set("captured")
+    wrapper = ContextWrapper(lambda: seen.append(LOCALE.get()))
+
+    def outer() -> None:
+        LOCALE.set("outer listener")
+        wrapper()
+
+    LOCALE.set("outer registration")
+    emitter.on("go", outer)
+    emitter.emit("go")
+    assert seen == ["outer listener"]
+
+
+def test_wrapper_changes_persist_across_direct_calls() -> None:
+    def count() -> int:
+        COUNTER.set(COUNTER.get() + 1)
+        return COUNTER.get()
+
+    wrapper = ContextWrapper(count)
+    assert [wrapper(), wrapper(), wrapper()] == [1, 2, 3]
+    assert COUNTER.get() == 0
+
+
+def test_wrapper_from_new_listener_is_the_registered_one() -> None:
+    emitter = EventEmitter()
+    seen: list[int] = []
+
+    def count() -> None:
+        COUNTER.set(COUNTER.get() + 1)
+        seen.append(COUNTER.get())
+
+    wrapper = _wrapper_of(emitter, lambda: emitter.on("go", count))
+    emitter.emit("go")
+    wrapper()  # shares the listener's context with the emitter's registration
+    emitter.emit("go")
+    assert seen == [1, 2, 3]
+
+
+def test_registering_a_wrapper_keeps_its_captured_context() -> None:
+    emitter = EventEmitter()
+    seen: list[str] = []
+
+    def listener() -> None:
+        seen.append(LOCALE.get())
+
+    LOCALE.set("first registration")
+    wrapper = _wrapper_of(emitter, lambda: emitter.on("first", listener))
+    LOCALE.set("second registration")
+    emitter.on("second", wrapper)
+    assert emitter.listeners("second")[0] is listener
+    LOCALE.set("top level")
+    emitter.emit("second")
+    assert seen == ["first registration"]
+
+
+def test_a_reregistered_wrapper_shares_its_context_with_the_first_registration() -> None:
+    emitter = EventEmitter()
+    seen: list[int] = []
+
+    def count() -> None:
+        COUNTER.set(COUNTER.get() + 1)
+        seen.append(COUNTER.get())
+
+    wrapper = _wrapper_of(emitter, lambda: emitter.on("first", count))
+    emitter.once("second", wrapper)
+    emitter.emit("first")
+    emitter.emit("second")
+    emitter.emit("second")
+    emitter.emit("first")
+    assert seen == [1, 2, 3]
+    emitter.remove_listener("first", count)
+    assert emitter.listeners("first") == []
+
+
+def test_wrapper_compares_and_hashes_like_the_wrapped_function() -> None:
+    def fn() -> None:
+        pass
+
+    def other() -> None:
+        pass
+
+    wrapper = ContextWrapper(fn)
+    assert wrapper == fn
+    assert fn == wrapper
+    assert wrapper != other
+    assert wrapper == ContextWrapper(fn)
+    assert wrapper != ContextWrapper(other)
+    assert hash(wrapper) == hash(fn)
+    assert wrapper in [fn]
+    assert fn in [wrapper]
+    assert wrapper in {fn}
+    assert fn in {wrapper: 1}
+
+
+def test_wrapper_mirrors_the_function_name() -> None:
+    def handle_data() -> None:
+        pass
+
+    assert ContextWrapper(handle_data).__name__ == "handle_data"
+    assert ContextWrapper(print).__name__ == "print"
+    assert ContextWrapper.__name__ == "ContextWrapper"
+
+
+def test_wrapper_name_of_a_callable_without_a_name_is_its_repr() -> None:
+    class Handler:
+        def __call__(self) -> None:
+            pass
+
+        def __repr__(self) -> str:
+            return "<the handler>"
+
+    assert ContextWrapper(Handler()).__name__ == "<the handler>"
+
+
+def test_wrapper_attributes_and_repr() -> None:
+    def fn() -> None:
+        pass
+
+    wrapper = ContextWrapper(fn)
+    once = ContextWrapper(fn, once=True)
+    assert wrapper.listener is fn
+    assert isinstance(wrapper.context, contextvars.Context)
+    assert wrapper.once is False
+    assert once.once is True
+    assert "fn" in repr(wrapper)
+    assert "once" in repr(once)
+    assert "once" not in repr(wrapper)
+
+
+def test_wrapper_passes_arguments_and_returns_the_result() -> None:
+    wrapper = ContextWrapper(lambda a, b: a + b)
+    assert wrapper(2, 3) == 5
+
+
+def test_wrapper_rejects_non_callables() -> None:
+    with pytest.raises(TypeError, match="'nope'"):
+        ContextWrapper("nope")  # type: ignore[arg-type]
+
+
+def test_registered_function_is_found_in_listeners() -> None:
+    emitter = EventEmitter()
+
+    def fn() -> None:
+        pass
+
+    emitter.on("go", fn)
+    emitter.once("go", fn)
+    assert fn in emitter.listeners("go")
+    assert emitter.listeners("go") == [fn, fn]
