@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""thor's benchmark suite: our packages (the working tree) against classic thor 0.17, asyncio,
+uvloop and pyee, on the same machine in the same invocation.
+
+    python benchmarks/run.py                       # everything, 3 interleaved rounds (~2 min)
+    python benchmarks/run.py --quick               # 1 round, smaller counts (~40 s)
+    python benchmarks/run.py --only echo,loop_burst --rounds 5
+
+Standard library only. It prepares three venvs under $THOR_BENCH_VENVS (default
+/tmp/thor-bench-venvs) with $THOR_BENCH_PYTHON (default python3.11):
+
+    new       thor-events + thor-loop from ./packages, reinstalled (non-editable) on every run
+    classic   thor==0.17.0 from PyPI (it owns thor/ too, hence its own venv)
+    peers     pyee, uvloop (asyncio is the stdlib's)
+
+Every workload (benchmarks/workloads/*.py) runs in a fresh interpreter pinned to one CPU
+(taskset -c $THOR_BENCH_CPU, default 0), implementations interleaved round by round. Markdown
+tables go to stdout (progress to stderr); every run's raw figures and the tables are saved under
+bench-results/ ($THOR_BENCH_RESULTS). See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKLOADS = HERE / "workloads"
+VENVS = Path(os.environ.get("THOR_BENCH_VENVS", "/tmp/thor-bench-venvs"))
+RESULTS = Path(os.environ.get("THOR_BENCH_RESULTS", str(ROOT / "bench-results")))
+BASE_PYTHON = os.environ.get("THOR_BENCH_PYTHON", "python3.11")
+CPU = os.environ.get("THOR_BENCH_CPU", "0")
+NOISY_STEAL = float(os.environ.get("THOR_BENCH_NOISY_STEAL", "20"))
+NOISY_FOREIGN = float(os.environ.get("THOR_BENCH_NOISY_FOREIGN", "10"))
+CLASSIC_VERSION = "0.17.0"
+NEW_PACKAGES = ("thor-events", "thor-loop")
+
+NEW = "thor new"
+CLASSIC = "thor 0.17"
+GOAL_VS_CLASSIC = 3.0
+GOAL_VS_ASYNCIO = 1 / 1.5
+GOAL_CHAIN_BURST = 0.8  # "about 1": chained callbacks should cost what a burst does
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- what is measured ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One row: an implementation (and API variant) run from one venv."""
+
+    label: str
+    venv: str  # "new", "classic" or "peers"
+    impl: str  # the workload's --impl
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    impls: tuple[Impl, ...]
+    args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    peer: str  # label prefix of the peer the last ratio column compares with
+    extras: tuple[tuple[str, str, int], ...] = ()  # (key, column header, decimals)
+    timeout: float = 120.0
+    classic_args: tuple[str, ...] = field(default=())
+
+
+THOR_ROWS = (Impl(NEW, "new", "thor"), Impl(CLASSIC, "classic", "thor"))
+ASYNC_ROWS = (Impl("asyncio", "peers", "asyncio"), Impl("uvloop", "peers", "uvloop"))
+SOON_LATER_ROWS = tuple(
+    Impl(f"{lib} {api}", "peers", lib, ("--api", flag))
+    for lib in ("asyncio", "uvloop")
+    for api, flag in (("call_soon", "call_soon"), ("call_later(0)", "call_later0"))
+)
+
+SUITE: tuple[Workload, ...] = (
+    Workload(
+        "events",
+        "EventEmitter.emit, no loop (emits/s; pyee's emit locks and copies its listener list)",
+        (*THOR_ROWS, Impl("pyee", "peers", "pyee")),
+        ("--secs", "0.5"),
+        ("--secs", "0.2"),
+        peer="pyee",
+        extras=(("ns_per_emit", "ns/emit", 0),),
+    ),
+    Workload(
+        "loop_burst",
+        "100k zero-delay callbacks scheduled up front, then run (callbacks/s over schedule+run)",
+        (*THOR_ROWS, *SOON_LATER_ROWS),
+        ("--n", "100000"),
+        ("--n", "50000"),
+        peer="asyncio",
+        extras=(("schedule_ms", "schedule ms", 1), ("run_ms", "run ms", 1)),
+    ),
+    Workload(
+        "loop_chain",
+        "chained zero-delay callbacks, each schedules the next; 100k or 2 s (callbacks/s)",
+        (*THOR_ROWS, *SOON_LATER_ROWS),
+        ("--n", "100000", "--secs", "2"),
+        ("--n", "20000", "--secs", "1"),
+        peer="asyncio",
+        extras=(("n", "callbacks", 0),),
+    ),
+    Workload(
+        "run_in_loop",
+        "run_in_loop / call_soon_threadsafe from a worker thread: 100k back to back (calls/s); "
+        "then sequential thread -> loop -> thread round trips (median us, lower is better)",
+        (*THOR_ROWS, *ASYNC_ROWS),
+        ("--n", "100000", "--probes", "200", "--probe-secs", "2"),
+        ("--n", "20000", "--probes", "50", "--probe-secs", "1"),
+        peer="asyncio",
+        extras=(("send_ms", "send ms", 1), ("p90_us", "p90 us", 0), ("max_us", "max us", 0)),
+        classic_args=("--probes", "20"),
+    ),
+    Workload(
+        "timers",
+        "timers created + cancelled, then one loop pass (per second; incl. that pass)",
+        (*THOR_ROWS, *ASYNC_ROWS),
+        ("--n", "100000"),
+        ("--n", "20000"),
+        peer="asyncio",
+        extras=(("cancel_rate", "pairs/s w/o pass", 0), ("pass_ms", "pass ms", 1)),
+    ),
+    Workload(
+        "echo",
+        "TCP echo ping-pong, 64 B, one loopback connection, same loop (round trips/s); thor: raw "
+        "EventSource, asyncio/uvloop: Protocols; floor: the thor handlers on a bare select.epoll "
+        "loop",
+        (*THOR_ROWS, *ASYNC_ROWS, Impl("bare epoll loop (floor)", "peers", "bare")),
+        ("--warmup", "0.3", "--secs", "2"),
+        ("--warmup", "0.2", "--secs", "1"),
+        peer="asyncio",
+        extras=(),
+    ),
+)
+BY_NAME = {w.name: w for w in SUITE}
+
+
+# -- venvs ----------------------------------------------------------------------------------------
+
+
+def sh(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, text=True, capture_output=True, **kw)
+
+
+def check(cmd: list[str], what: str, **kw: Any) -> str:
+    r = sh(cmd, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{what} failed (exit {r.returncode}):\n$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def venv_python(name: str) -> Path:
+    return VENVS / name / "bin" / "python"
+
+
+def ensure_venv(name: str, base: str) -> Path:
+    py = venv_python(name)
+    if py.exists():
+        version = sh([str(py), "-c", "import sys; print(sys.version_info[:2])"]).stdout.strip()
+        wanted = sh([base, "-c", "import sys; print(sys.version_info[:2])"]).stdout.strip()
+        if version == wanted:
+            return py
+        log(f"venv {name}: python {version} != {wanted}, recreating")
+        shutil.rmtree(VENVS / name)
+    log(f"venv {name}: creating with {base}")
+    check([base, "-m", "venv", str(VENVS / name)], f"creating venv {name}")
+    return py
+
+
+def pip(py: Path, *args: str, what: str) -> None:
+    log(f"  pip install {' '.join(args)}")
+    check([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], what)
+
+
+def dists(py: Path, names: list[str]) -> dict[str, str | None]:
+    code = (
+        "import json, sys, importlib.metadata as m\n"
+        "out = {}\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: out[d] = m.version(d)\n"
+        "    except m.PackageNotFoundError: out[d] = None\n"
+        "print(json.dumps(out))"
+    )
+    return json.loads(check([str(py), "-c", code, *names], "listing distributions"))
+
+
+def where_thor(py: Path) -> dict[str, Any]:
+    code = (
+        "import json, thor.loop, thor.events\n"
+        "print(json.dumps({'thor.loop': thor.loop.__file__, 'thor.events': thor.events.__file__,"
+        " 'version': getattr(thor.loop, '__version__', None)}))"
+    )
+    return json.loads(check([str(py), "-E", "-s", "-c", code], f"importing thor with {py}"))
+
+
+def tree_matches(py: Path) -> tuple[int, list[str]]:
+    """Compare the new venv's modules with the working tree's: (files compared, files differing).
+
+    A difference means the tree changed after the install (or the install is stale)."""
+    code = (
+        "import json, thor.loop as l, thor.events as e; print(json.dumps([l.__file__, e.__file__]))"
+    )
+    found = json.loads(check([str(py), "-E", "-s", "-c", code], "importing thor"))
+    installed = [Path(p).parent for p in found]
+    count = 0
+    differ: list[str] = []
+    for dist, target in zip(("thor-loop", "thor-events"), installed, strict=True):
+        src = ROOT / "packages" / dist / "src" / "thor" / dist.split("-")[1]
+        for f in sorted(src.glob("*.py")):
+            other = target / f.name
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            if not other.exists() or hashlib.sha256(other.read_bytes()).hexdigest() != digest:
+                differ.append(str(f.relative_to(ROOT)))
+            count += 1
+    return count, differ
+
+
+def prepare(reinstall: bool) -> dict[str, Any]:
+    base = shutil.which(BASE_PYTHON)
+    if base is None:
+        sys.exit(f"{BASE_PYTHON} not found (set THOR_BENCH_PYTHON)")
+    VENVS.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"base_python": base}
+    info["python"] = check(
+        [base, "-c", "import platform; print(platform.python_version())"], base
+    ).strip()
+
+    # new: our packages from the working tree, non-editable
+    py = ensure_venv("new", base)
+    have = dists(py, ["hatchling", "thor", *NEW_PACKAGES])
+    if have["thor"]:
+        pip_uninstall(py, "thor")
+    if not have["hatchling"]:
+        pip(py, "hatchling>=1.21", what="installing hatchling into the new venv")
+    if reinstall or not all(have[d] for d in NEW_PACKAGES):
+        paths = [f"./packages/{d}" for d in NEW_PACKAGES]
+        pip(py, "--no-build-isolation", "--force-reinstall", "--no-deps", *paths, what="new venv")
+    # classic: thor 0.17 from PyPI
+    pyc = ensure_venv("classic", base)
+    have = dists(pyc, ["thor", *NEW_PACKAGES])
+    if any(have[d] for d in NEW_PACKAGES):
+        pip_uninstall(pyc, *NEW_PACKAGES)
+        have["thor"] = None
+    if have["thor"] != CLASSIC_VERSION:
+        pip(pyc, "--force-reinstall", f"thor=={CLASSIC_VERSION}", what="classic venv")
+    # peers
+    pyp = ensure_venv("peers", base)
+    have = dists(pyp, ["pyee", "uvloop"])
+    missing = [d for d, v in have.items() if not v]
+    if missing:
+        pip(pyp, *missing, what="peers venv")
+
+    # where does thor come from in each venv?
+    for name, p in (("new", py), ("classic", pyc)):
+        where = where_thor(p)
+        info[name] = {"python": str(p), **where, **dists(p, ["thor", *NEW_PACKAGES])}
+        log(f"{name:8s} thor.loop from {where['thor.loop']}")
+    if not info["new"]["thor.loop"].endswith("thor/loop/__init__.py"):
+        sys.exit("the new venv does not import our thor.loop package")
+    if not info["classic"]["thor.loop"].endswith("thor/loop.py"):
+        sys.exit("the classic venv does not import thor 0.17's thor/loop.py")
+    for name in ("new", "classic"):
+        if not info[name]["thor.loop"].startswith(str(VENVS / name)):
+            sys.exit(f"{name}: thor.loop is not imported from its venv (PYTHONPATH? editable?)")
+    files, differ = tree_matches(py)
+    info["new"]["differs_from_tree"] = differ
+    if differ:
+        log(f"WARNING: the new venv differs from the working tree in {differ} (edited meanwhile?)")
+    else:
+        log(f"{'':8s} (new: {files} module files identical to the working tree)")
+    info["peers"] = {"python": str(pyp), **dists(pyp, ["pyee", "uvloop"])}
+    log(f"peers    pyee {info['peers']['pyee']}, uvloop {info['peers']['uvloop']}")
+    return info
+
+
+def pip_uninstall(py: Path, *names: str) -> None:
+    log(f"  pip uninstall {' '.join(names)}")
+    check([str(py), "-m", "pip", "uninstall", "-y", "-q", *names], "pip uninstall")
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def cpu_stat() -> dict[str, list[int]]:
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu"):
+                    parts = line.split()
+                    out[parts[0]] = [int(x) for x in parts[1:9]]
+    except OSError:
+        pass
+    return out
+
+
+def noise(before: dict, after: dict, child_cpu: float, wall: float) -> dict[str, Any]:
+    """Steal per CPU, and CPU used on the pinned CPU by anything but the workload."""
+    hz = os.sysconf("SC_CLK_TCK")
+    steal = {}
+    for cpu, now in after.items():
+        if cpu == "cpu" or cpu not in before:
+            continue
+        d = [b - a for a, b in zip(before[cpu], now, strict=True)]
+        total = sum(d)
+        steal[cpu] = round(100.0 * d[7] / total, 1) if total else 0.0
+    out: dict[str, Any] = {"steal_pct": steal, "steal_max": max(steal.values(), default=0.0)}
+    pinned = f"cpu{CPU}"
+    busy = {}
+    for cpu, now in after.items():
+        if cpu != "cpu" and cpu in before and wall > 0:
+            d = [b - a for a, b in zip(before[cpu], now, strict=True)]
+            busy[cpu] = (d[0] + d[1] + d[2]) / hz  # user, nice, system (not irq/softirq/steal)
+    if pinned in busy:
+        # the pinned CPU's busy time that the workload did not use (clock ticks: +-10 ms)
+        foreign = max(0.0, busy[pinned] - child_cpu)
+        out["foreign_s"] = round(foreign, 3)
+        out["foreign_pct"] = round(100.0 * foreign / wall, 1)
+    others = [v for k, v in busy.items() if k != pinned]
+    if others:
+        out["other_cpu_busy_pct"] = round(100.0 * max(others) / wall, 1)
+    return out
+
+
+def disturbed(rec: dict[str, Any]) -> bool:
+    """Hypervisor steal over the limit on any CPU, or other processes on the pinned CPU for
+    more than the limit and more than 3 clock ticks (short runs cannot resolve less)."""
+    foreign = rec.get("foreign_pct", 0.0) > NOISY_FOREIGN and rec.get("foreign_s", 0.0) > 0.03
+    return rec["steal_max"] > NOISY_STEAL or foreign
+
+
+def pin_prefix() -> list[str]:
+    taskset = shutil.which("taskset")
+    if taskset and sh([taskset, "-c", CPU, "true"]).returncode == 0:
+        return [taskset, "-c", CPU]
+    return []
+
+
+def run_one(w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str]) -> dict[str, Any]:
+    args = list(w.quick_args if quick else w.args)
+    if impl.venv == "classic":
+        args += w.classic_args
+    cmd = [
+        *pin,
+        str(venv_python(impl.venv)),
+        "-E",
+        "-s",
+        str(WORKLOADS / f"{w.name}.py"),
+        "--impl",
+        impl.impl,
+        "--label",
+        impl.label,
+        *args,
+        *impl.args,
+    ]
+    rec: dict[str, Any] = {"workload": w.name, "label": impl.label, "round": round_no, "cmd": cmd}
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    st0 = cpu_stat()
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, text=True, capture_output=True, timeout=w.timeout, cwd=ROOT)
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = "timeout", _text(e.stdout), _text(e.stderr)
+    wall = time.perf_counter() - t0
+    st1 = cpu_stat()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    rec.update(returncode=rc, wall_s=round(wall, 3), child_cpu_s=round(child_cpu, 3))
+    rec.update(noise(st0, st1, child_cpu, wall))
+    rec["disturbed"] = disturbed(rec)
+    if err.strip():
+        rec["stderr"] = err[-2000:]
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if rc == 0 and lines:
+        try:
+            rec["result"] = json.loads(lines[-1])
+        except ValueError:
+            rec["error"] = "unparsable output"
+    else:
+        rec["error"] = f"exit {rc}"
+    return rec
+
+
+def _text(x: bytes | str | None) -> str:
+    if x is None:
+        return ""
+    return x.decode(errors="replace") if isinstance(x, bytes) else x
+
+
+def progress(rec: dict[str, Any]) -> str:
+    head = f"[round {rec['round'] + 1}] {rec['workload']:11s} {rec['label']:22s}"
+    if "result" not in rec:
+        tail = (rec.get("stderr") or "").strip().splitlines()[-1:]
+        return f"{head} FAILED {rec.get('error')} {tail}"
+    parts = []
+    for name, case in rec["result"]["cases"].items():
+        unit = " us" if case.get("lower_is_better") else "/s"
+        parts.append(f"{name}: {fmt(case['rate'])}{unit}")
+    flag = f"  DISTURBED (steal {rec['steal_max']}%, foreign {rec.get('foreign_pct')}%)"
+    other = (
+        f", other CPU {rec['other_cpu_busy_pct']:.0f}% busy" if "other_cpu_busy_pct" in rec else ""
+    )
+    return (
+        f"{head} {', '.join(parts)}  ({rec['wall_s']:.1f} s{other})"
+        f"{flag if rec['disturbed'] else ''}"
+    )
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, nd: int | None = None) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    if nd is None:
+        nd = 0 if abs(x) >= 100 else 1
+    return f"{x:,.{nd}f}"
+
+
+@dataclass
+class Row:
+    workload: str
+    case: str
+    label: str
+    runs: list[dict[str, Any]]  # {"case": {...}, "disturbed": bool}
+
+    @property
+    def used(self) -> list[dict[str, Any]]:
+        """Undisturbed runs when at least two exist (or all runs are clean), else every run."""
+        clean = [r for r in self.runs if not r["disturbed"]]
+        return clean if len(clean) >= min(2, len(self.runs)) else self.runs
+
+    def median(self, key: str = "rate") -> float:
+        xs = [r["case"][key] for r in self.used if isinstance(r["case"].get(key), (int, float))]
+        return statistics.median(xs) if xs else float("nan")
+
+    @property
+    def lower_is_better(self) -> bool:
+        return bool(self.runs and self.runs[0]["case"].get("lower_is_better"))
+
+
+def collect(records: list[dict[str, Any]]) -> dict[str, list[Row]]:
+    rows: dict[str, dict[tuple[str, str], Row]] = {}
+    for rec in records:
+        if "result" not in rec:
+            continue
+        for case_name, case in rec["result"]["cases"].items():
+            key = (case_name, rec["label"])
+            table = rows.setdefault(rec["workload"], {})
+            row = table.setdefault(key, Row(rec["workload"], case_name, rec["label"], []))
+            row.runs.append({"case": case, "disturbed": rec["disturbed"]})
+    # order: cases as first seen, implementations in suite order
+    out = {}
+    for w in SUITE:
+        if w.name not in rows:
+            continue
+        order = [i.label for i in w.impls]
+        cases = list(dict.fromkeys(case for case, _ in rows[w.name]))
+        out[w.name] = sorted(
+            rows[w.name].values(),
+            key=lambda r: (cases.index(r.case), order.index(r.label) if r.label in order else 99),
+        )
+    return out
+
+
+def ratio(row: Row, base: float) -> float:
+    mine = row.median()
+    if math.isnan(base) or math.isnan(mine) or base <= 0 or mine <= 0:
+        return float("nan")
+    return base / mine if row.lower_is_better else mine / base
+
+
+def peer_best(rows: list[Row], case: str, prefix: str) -> float:
+    vals = [r.median() for r in rows if r.case == case and r.label.startswith(prefix)]
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return float("nan")
+    lower = any(r.lower_is_better for r in rows if r.case == case)
+    return min(vals) if lower else max(vals)
+
+
+def table(w: Workload, rows: list[Row]) -> str:
+    multi = len({r.case for r in rows}) > 1
+    head = ["case"] if multi else []
+    head += ["implementation", "median", "runs"]
+    head += [h for _, h, _ in w.extras]
+    head += ["CPU s", "per CPU-s", f"vs {CLASSIC}", f"vs {w.peer}"]
+    lines = [
+        f"### {w.name}: {w.title}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if h in ("case", "implementation") else "---:" for h in head) + "|",
+    ]
+    for r in rows:
+        classic = next((x for x in rows if x.case == r.case and x.label == CLASSIC), None)
+        vs_classic = ratio(r, classic.median()) if classic else float("nan")
+        vs_peer = ratio(r, peer_best(rows, r.case, w.peer))
+        used = r.used
+        runs = " / ".join(
+            fmt(x["case"]["rate"]) + ("" if any(x is u for u in used) else "*") for x in r.runs
+        )
+        unit = " us" if r.lower_is_better else ""
+        cells = [r.case] if multi else []
+        cells += [r.label, f"**{fmt(r.median())}**{unit}", runs]
+        cells += [fmt(r.median(k), nd) for k, _, nd in w.extras]
+        cpu = r.median("cpu_s")
+        per_cpu = float("nan")
+        if not r.lower_is_better:
+            xs = [x["case"]["n"] / x["case"]["cpu_s"] for x in used if x["case"].get("cpu_s")]
+            per_cpu = statistics.median(xs) if xs else float("nan")
+        cells += [fmt(cpu, 2), fmt(per_cpu), xfmt(vs_classic), xfmt(vs_peer)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def xfmt(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return f"{x:,.0f}x" if x >= 100 else f"{x:.2f}x"
+
+
+def find(tables: dict[str, list[Row]], workload: str, case: str, label: str) -> Row | None:
+    for r in tables.get(workload, []):
+        if r.case == case and r.label == label:
+            return r
+    return None
+
+
+def summary(tables: dict[str, list[Row]]) -> tuple[str, dict[str, Any]]:
+    items: list[str] = []
+    data: dict[str, Any] = {}
+
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISS"
+
+    for workload, case in (("loop_burst", "burst"), ("echo", "round trips")):
+        new, old = find(tables, workload, case, NEW), find(tables, workload, case, CLASSIC)
+        if new and old:
+            x = ratio(new, old.median())
+            data[f"{workload} new/classic"] = x
+            items.append(f"{workload} new/0.17 {xfmt(x)} {mark(x >= GOAL_VS_CLASSIC)} (>=3x)")
+    burst, chain = (
+        find(tables, "loop_burst", "burst", NEW),
+        find(tables, "loop_chain", "chain", NEW),
+    )
+    if burst and chain:
+        x = chain.median() / burst.median()
+        data["new chain/burst"] = x
+        items.append(f"chain/burst (new) {x:.2f} {mark(x >= GOAL_CHAIN_BURST)} (~1)")
+    vs = []
+    for workload, case in (
+        ("loop_burst", "burst"),
+        ("loop_chain", "chain"),
+        ("run_in_loop", "throughput"),
+        ("run_in_loop", "latency"),
+        ("timers", "create+cancel"),
+        ("echo", "round trips"),
+    ):
+        new = find(tables, workload, case, NEW)
+        if new:
+            x = ratio(new, peer_best(tables[workload], case, "asyncio"))
+            if not math.isnan(x):
+                data[f"{workload}/{case} new/asyncio-best"] = x
+                name = workload if workload != "run_in_loop" else f"run_in_loop {case}"
+                vs.append(f"{name} {x:.2f} {mark(x >= GOAL_VS_ASYNCIO)}")
+    if vs:
+        items.append("new vs best asyncio row (>=0.67): " + ", ".join(vs))
+    return ("**Goals:** " + " | ".join(items)) if items else "", data
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    git = sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    dirty = sh(["git", "-C", str(ROOT), "status", "--porcelain", "packages"]).stdout.strip()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "cpu_model": model,
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg": _loadavg(),
+        "git": git + (" + uncommitted changes under packages/" if dirty else ""),
+    }
+
+
+def _loadavg() -> list[str]:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[:3]
+    except OSError:
+        return []
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(BY_NAME))
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 3; --quick: 1)")
+    ap.add_argument("--quick", action="store_true", help="1 round and smaller counts")
+    ap.add_argument(
+        "--no-reinstall",
+        action="store_true",
+        help="reuse the new venv as it is (default: reinstall from the working tree)",
+    )
+    args = ap.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BY_NAME)
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; choose from {list(BY_NAME)}")
+    selected = [w for w in SUITE if w.name in names]
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    if rounds < 1:
+        ap.error("--rounds must be >= 1")
+
+    started = time.time()
+    venvs = prepare(reinstall=not args.no_reinstall)
+    pin = pin_prefix()
+    meta = machine()
+    log(
+        f"pinning: {' '.join(pin) if pin else 'none (no taskset)'}; rounds: {rounds}"
+        f"{' (quick)' if args.quick else ''}; load average {' '.join(meta['loadavg'])}"
+    )
+    records = []
+    for round_no in range(rounds):
+        for w in selected:
+            for impl in w.impls:
+                rec = run_one(w, impl, round_no, args.quick, pin)
+                records.append(rec)
+                log(progress(rec))
+
+    tables = collect(records)
+    out = []
+    out.append(
+        f"## thor benchmarks — {meta['date']}, {meta['cpu_model']} x{meta['nproc']}, "
+        f"git {meta['git']}"
+    )
+    out.append("")
+    pinned = f"pinned with `{' '.join(pin[1:])}`" if pin else "unpinned"
+    out.append(
+        f"{rounds} round(s){', quick' if args.quick else ''}, implementations interleaved, each "
+        f"run a fresh process {pinned}; medians of the runs (`*` = disturbed: steal > "
+        f"{NOISY_STEAL:g}% or other processes > {NOISY_FOREIGN:g}% of the pinned CPU; left out "
+        f"of the median when 2 clean runs remain). Ratio columns: > 1 means better than that "
+        f"row (latency too). thor new = thor-loop {venvs['new'].get('thor-loop')} + thor-events "
+        f"{venvs['new'].get('thor-events')} from the working tree; pyee "
+        f"{venvs['peers'].get('pyee')}, uvloop {venvs['peers'].get('uvloop')}; Python "
+        f"{venvs['python']}."
+    )
+    for w in selected:
+        if w.name in tables:
+            out += ["", table(w, tables[w.name])]
+    failed = [r for r in records if "result" not in r]
+    line, goals = summary(tables)
+    if line:
+        out += ["", line]
+    n_disturbed = sum(1 for r in records if r["disturbed"])
+    steal = max((r["steal_max"] for r in records), default=0.0)
+    other = [r["other_cpu_busy_pct"] for r in records if "other_cpu_busy_pct" in r]
+    other_note = (
+        f"; the other CPU(s) were busy {statistics.median(other):.0f}% (median), "
+        f"{max(other):.0f}% (max) of the time: work there can slow the pinned CPU too"
+        if other
+        else ""
+    )
+    out += [
+        "",
+        f"Runs: {len(records)} ({n_disturbed} disturbed, {len(failed)} failed); max steal "
+        f"{steal}%{other_note}; load average at start {' '.join(meta['loadavg'])}; "
+        f"{time.time() - started:.0f} s in all.",
+    ]
+    for r in failed:
+        tail = (r.get("stderr") or "").strip().splitlines()[-3:]
+        out.append(
+            f"- FAILED {r['workload']} / {r['label']} round {r['round'] + 1}: {r['error']} {tail}"
+        )
+    text = "\n".join(out) + "\n"
+    print(text, end="", flush=True)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    payload = {
+        "meta": {**meta, "rounds": rounds, "quick": args.quick, "pin": pin, "only": names},
+        "venvs": venvs,
+        "thresholds": {"steal_pct": NOISY_STEAL, "foreign_pct": NOISY_FOREIGN},
+        "goals": goals,
+        "medians": {
+            w: {f"{r.case} | {r.label}": r.median() for r in rows} for w, rows in tables.items()
+        },
+        "runs": records,
+    }
+    raw = RESULTS / f"thor-bench-{stamp}.json"
+    raw.write_text(json.dumps(payload, indent=1, default=str))
+    (RESULTS / f"thor-bench-{stamp}.md").write_text(text)
+    log(f"raw results: {raw.relative_to(ROOT) if raw.is_relative_to(ROOT) else raw}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
