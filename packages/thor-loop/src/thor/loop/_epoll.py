@@ -18,6 +18,9 @@ _ERR = getattr(select, "EPOLLERR", 0x008)
 _HUP = getattr(select, "EPOLLHUP", 0x010)
 _RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 
+_READ_FLAGS = _IN | _PRI
+_HANGUP_FLAGS = _HUP | _RDHUP
+
 
 def _epoll_mask(mask: int) -> int:
     flags = 0
@@ -40,14 +43,27 @@ class EpollLoop(LoopBase):
         self._epoll = epoll()
         super().__init__(precision)
 
+    # An fd with no interest is kept out of the kernel's set: epoll reports hang-ups whatever
+    # the mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+
     def _backend_register(self, fd: int, mask: int) -> None:
-        self._epoll.register(fd, _epoll_mask(mask))
+        flags = _epoll_mask(mask)
+        if flags:
+            self._epoll.register(fd, flags)
 
     def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
+        flags = _epoll_mask(mask)
+        if not flags:
+            if _epoll_mask(old_mask):
+                self._backend_unregister(fd, old_mask)
+            return
+        if not _epoll_mask(old_mask):
+            self._epoll.register(fd, flags)
+            return
         try:
-            self._epoll.modify(fd, _epoll_mask(mask))
+            self._epoll.modify(fd, flags)
         except FileNotFoundError:  # the kernel forgot a closed fd whose number came back
-            self._epoll.register(fd, _epoll_mask(mask))
+            self._epoll.register(fd, flags)
 
     def _backend_unregister(self, fd: int, mask: int) -> None:
         try:
@@ -71,13 +87,13 @@ class EpollLoop(LoopBase):
             if reg is None or reg.generation == generation:
                 continue
             try:
-                if flags & (_IN | _PRI) and reg.mask & FD_READABLE:
+                if flags & _READ_FLAGS and reg.mask & FD_READABLE:
                     reg.readable()
                 if flags & _OUT and reg.active and reg.mask & FD_WRITABLE:
                     reg.writable()
                 if flags & _ERR and reg.active:
                     reg.error()
-                if flags & (_HUP | _RDHUP) and reg.active:
+                if flags & _HANGUP_FLAGS and reg.active:
                     reg.close()
             except Exception as exc:
                 report(exc, f"fd handler of {reg.source!r}")

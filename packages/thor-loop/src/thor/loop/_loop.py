@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-One pass of ``run`` (``_run_once``) does, in order:
+One pass of ``run`` (``_run_until_stopped``) does, in order:
 
 1. wait for IO: the poll timeout is 0 when callbacks are ready, else the time to the next timer,
    else infinite (an idle loop sleeps; ``run_in_loop`` and signals wake it through a Waker fd);
@@ -53,6 +53,9 @@ logger = logging.getLogger("thor.loop")
 
 ExceptionHandler = Callable[["LoopBase", BaseException, str], object]
 
+#: the longest single poll, in seconds: backends overflow on far deadlines (or infinity)
+_MAX_POLL_TIMEOUT = 86400.0
+
 
 class _WakerSource:
     """The loop's own registration for its Waker fd (not listed as a user fd)."""
@@ -63,8 +66,9 @@ class _WakerSource:
         self.loop = loop
 
     def handle_fd_readable(self) -> None:
-        self.loop._wake_pending = False
+        # drain first: a wake() between clearing the flag and draining would be swallowed
         self.loop._waker.drain()
+        self.loop._wake_pending = False
 
     def handle_fd_writable(self) -> None:
         pass
@@ -115,7 +119,6 @@ class LoopBase(EventEmitter):
         self._registrations: dict[int, FdRegistration] = {}
         self._io_generation = 0
         self._thread_id: int | None = None
-        self._last_poll = 0.0
         self._exception_handler: ExceptionHandler | None = None
         self._signal_handlers: dict[int, tuple[Callable[..., object], tuple[Any, ...], Any]] = {}
         self._closed = False
@@ -161,9 +164,7 @@ class LoopBase(EventEmitter):
                 self.emit("start")
             except Exception as exc:
                 self._report(exc, "a 'start' listener")
-            run_once = self._run_once
-            while self.running:
-                run_once()
+            self._run_until_stopped()
         finally:
             self.running = False
             self._thread_id = None
@@ -201,55 +202,75 @@ class LoopBase(EventEmitter):
         self._backend_close()
         self._closed = True
 
-    def _run_once(self) -> None:
+    def _run_until_stopped(self) -> None:
+        """The loop proper: passes (see the module docstring) until ``running`` goes False.
+
+        Written as one function with locals, since every pass runs it: a chain of zero-delay
+        callbacks costs one pass each.
+        """
         ready = self._ready
-        timers = self._timers
-        if ready or self._async_queue:
-            now = _time.monotonic()
-            if now - self._last_poll >= self.busy_poll_interval:
-                self._last_poll = now
-                events = self._poll(0)
-                if events:
-                    self._dispatch_batch(events)
-        else:
-            deadline = timers.next_deadline()
-            if deadline is None:
-                events = self._poll(None)
-            else:
-                delay = deadline - _time.monotonic()
-                events = self._poll(delay if delay > 0 else 0)
-            self._last_poll = _time.monotonic()
-            if events:
-                self._dispatch_batch(events)
-        if timers:
-            timers.pop_due(_time.monotonic() + 1e-6, ready)
         async_queue = self._async_queue
-        if async_queue:
-            popleft = async_queue.popleft
-            for _ in range(len(async_queue)):
-                ready.append(popleft())
-        if self.debug:
-            self._run_ready_debug()
-            return
-        popleft = ready.popleft
-        for _ in range(len(ready)):
-            event = popleft()
-            if event._cancelled:
+        timers = self._timers
+        heap = timers._heap
+        monotonic = _time.monotonic
+        poll = self._poll
+        dispatch = self._dispatch
+        busy_poll_interval = self.busy_poll_interval
+        last_poll = 0.0
+        while self.running:
+            if ready or async_queue:
+                now = monotonic()
+                if now - last_poll < busy_poll_interval:
+                    events = None
+                else:
+                    last_poll = now
+                    events = poll(0)
+            else:
+                deadline = timers.next_deadline() if heap else None
+                if deadline is None:
+                    events = poll(None)
+                else:
+                    delay = deadline - monotonic()
+                    events = poll(min(delay, _MAX_POLL_TIMEOUT) if delay > 0 else 0)
+                now = last_poll = monotonic()
+            if events:
+                if self.debug:
+                    self._dispatch_batch(events)
+                else:
+                    dispatch(events)
+                now = monotonic()
+            if heap and heap[0][0] <= now + 1e-6:
+                timers.pop_due(now + 1e-6, ready)
+            if async_queue:
+                popleft = async_queue.popleft
+                for _ in range(len(async_queue)):
+                    ready.append(popleft())
+            if not ready:
                 continue
-            event.fired = True
-            try:
-                event._context.run(event._callback, *event._args)
-            except Exception as exc:
-                self._report(exc, f"callback {event._callback!r}")
-            if not self.running:
-                break
+            if self.debug:
+                self._run_ready_debug()
+                continue
+            popleft = ready.popleft
+            for _ in range(len(ready)):
+                event = popleft()
+                if event._cancelled:
+                    continue
+                event.fired = True
+                try:
+                    event._context.run(event._callback, *event._args)
+                except Exception as exc:
+                    self._report(exc, f"callback {event._callback!r}")
+                if not self.running:  # a callback may have stopped the loop
+                    break  # type: ignore[unreachable]
 
     def _dispatch_batch(self, events: list[Any]) -> None:
         if self.debug:
             started = _time.perf_counter()
             profile = self._start_profile()
-            self._dispatch(events)
-            self._check_slow(started, profile, "long fd delay ({:.2f})")
+            try:
+                self._dispatch(events)
+            finally:
+                self._check_slow(started, profile, "long fd delay ({:.2f})")
         else:
             self._dispatch(events)
 
@@ -260,16 +281,16 @@ class LoopBase(EventEmitter):
             if event._cancelled:
                 continue
             event.fired = True
+            name = getattr(event._callback, "__qualname__", repr(event._callback))
+            message = "long scheduled event delay ({:.2f}): " + name.replace("{", "{{")
             started = _time.perf_counter()
             profile = self._start_profile()
             try:
                 event._context.run(event._callback, *event._args)
             except Exception as exc:
                 self._report(exc, f"callback {event._callback!r}")
-            name = getattr(event._callback, "__qualname__", repr(event._callback))
-            self._check_slow(
-                started, profile, "long scheduled event delay ({:.2f}): " + name.replace("{", "{{")
-            )
+            finally:
+                self._check_slow(started, profile, message)
             if not self.running:
                 break
         pending = len(self._timers) + len(ready)
@@ -458,12 +479,12 @@ class LoopBase(EventEmitter):
             raise LoopError("this loop is closed")
         old = self._registrations.get(fd)
         registration = FdRegistration(fd, mask, source, self._io_generation)
-        self._registrations[fd] = registration
         if old is None:
             self._backend_register(fd, mask)
         else:
-            old.active = False
             self._backend_modify(fd, old.mask, mask)
+            old.active = False
+        self._registrations[fd] = registration
         return registration
 
     def _fd_set_mask(self, fd: int, mask: int) -> None:

@@ -18,6 +18,9 @@ _ERR = getattr(select, "POLLERR", 0x008) | getattr(select, "POLLNVAL", 0x020)
 _HUP = getattr(select, "POLLHUP", 0x010)
 _RDHUP = getattr(select, "POLLRDHUP", 0)
 
+_READ_FLAGS = _IN | _PRI
+_HANGUP_FLAGS = _HUP | _RDHUP
+
 
 def _poll_mask(mask: int) -> int:
     flags = 0
@@ -40,11 +43,18 @@ class PollLoop(LoopBase):
         self._poller = poll()
         super().__init__(precision)
 
+    # An fd with no interest is kept out of the poll set: poll reports hang-ups whatever the
+    # mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+
     def _backend_register(self, fd: int, mask: int) -> None:
-        self._poller.register(fd, _poll_mask(mask))
+        self._backend_modify(fd, 0, mask)
 
     def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
-        self._poller.register(fd, _poll_mask(mask))
+        flags = _poll_mask(mask)
+        if flags:
+            self._poller.register(fd, flags)
+        else:
+            self._backend_unregister(fd, old_mask)
 
     def _backend_unregister(self, fd: int, mask: int) -> None:
         try:
@@ -68,13 +78,13 @@ class PollLoop(LoopBase):
             if reg is None or reg.generation == generation:
                 continue
             try:
-                if flags & (_IN | _PRI) and reg.mask & FD_READABLE:
+                if flags & _READ_FLAGS and reg.mask & FD_READABLE:
                     reg.readable()
                 if flags & _OUT and reg.active and reg.mask & FD_WRITABLE:
                     reg.writable()
                 if flags & _ERR and reg.active:
                     reg.error()
-                if flags & (_HUP | _RDHUP) and reg.active:
+                if flags & _HANGUP_FLAGS and reg.active:
                     reg.close()
             except Exception as exc:
                 self._report(exc, f"fd handler of {reg.source!r}")

@@ -48,8 +48,8 @@ class EventSource(EventEmitter):
             self._interesting_events.add(event)
         if self._fd >= 0 and self._fd != fd:
             self.unregister_fd()
-        self._fd = fd
         self.loop._fd_register(fd, events_to_mask(self._interesting_events), self)
+        self._fd = fd
 
     def unregister_fd(self) -> None:
         """Stop watching the fd. Idempotent."""
@@ -68,6 +68,7 @@ class EventSource(EventEmitter):
 
     def event_del(self, event: str) -> None:
         """Remove an event from the interesting ones."""
+        events_to_mask(event)  # rejects unknown names
         self._interesting_events.discard(event)
         if self._fd >= 0:
             self.loop._fd_set_mask(self._fd, events_to_mask(self._interesting_events))

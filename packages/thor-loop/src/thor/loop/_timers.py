@@ -108,7 +108,8 @@ class TimerHeap:
         """Note that one event in the heap was cancelled; compact when they dominate."""
         self._cancelled += 1
         if self._cancelled > self.COMPACT_MIN and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2]._cancelled]
+            # in place: the loop keeps a reference to this list
+            self._heap[:] = [entry for entry in self._heap if not entry[2]._cancelled]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
@@ -139,7 +140,7 @@ class TimerHeap:
         """Forget every event."""
         for entry in self._heap:
             entry[2]._in_heap = False
-        self._heap = []
+        self._heap.clear()
         self._cancelled = 0
 
     def live(self) -> list[ScheduledEvent]:
