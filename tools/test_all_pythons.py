@@ -19,7 +19,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
-TOOLS = ["pytest>=8", "hypothesis>=6.100", "hatchling>=1.21", "pyee>=11", "trustme>=1.1", "tomli>=2"]
+TOOLS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "hatchling>=1.21",
+    "pyee>=11",
+    "trustme>=1.1",
+    "tomli>=2",
+]
 
 
 def find_python(version: str) -> str | None:
