@@ -259,8 +259,6 @@ def test_fd_close_or_eof_when_the_peer_closes(
 def test_fd_close_alone_when_the_peer_closes(
     loop: LoopBase, socketpair: SocketPairFactory, watchdog: Callable[..., Watchdog]
 ) -> None:
-    if isinstance(loop, SelectLoop):
-        pytest.skip("select(2) cannot watch for a hang-up alone (it shows as readable)")
     inside, outside = socketpair()
     log: list[str] = []
     source = recording_source(loop, log)

@@ -6,7 +6,7 @@ import select
 from typing import Any
 
 from ._loop import LoopBase
-from ._registration import FD_READABLE, FD_WRITABLE
+from ._registration import FD_CLOSE, FD_READABLE, FD_WRITABLE
 
 __all__ = ["SelectLoop"]
 
@@ -16,6 +16,9 @@ class SelectLoop(LoopBase):
 
     select has no hang-up condition: a closed peer shows as readable (a read returns EOF), and
     the "exceptional" set (out-of-band data, connect failures on some systems) as ``fd_error``.
+    Interest in ``fd_close`` without ``fd_readable`` is approximated by readability: the source's
+    ``handle_fd_close`` is then called whenever the fd is readable and must look for itself
+    (TcpConnection peeks), since arriving data looks the same.
     """
 
     def __init__(self, precision: float | None = None) -> None:
@@ -27,7 +30,7 @@ class SelectLoop(LoopBase):
         self._backend_modify(fd, 0, mask)
 
     def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
-        if mask & FD_READABLE:
+        if mask & (FD_READABLE | FD_CLOSE):  # a hang-up shows as readable (EOF)
             self._readers.add(fd)
         else:
             self._readers.discard(fd)
@@ -66,8 +69,11 @@ class SelectLoop(LoopBase):
             if reg is None or reg.generation == generation:
                 continue
             try:
-                if readable and reg.mask & FD_READABLE:
-                    reg.readable()
+                if readable:
+                    if reg.mask & FD_READABLE:
+                        reg.readable()
+                    elif reg.mask & FD_CLOSE:
+                        reg.close()  # only watching for the hang-up: the source looks (peeks)
                 if writable and reg.active and reg.mask & FD_WRITABLE:
                     reg.writable()
                 if failed and reg.active:
