@@ -1,0 +1,16 @@
+"""The thor-http distribution as installed: its version and its place in the stack."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import thor.http
+
+
+def test_version_matches_the_distribution_metadata() -> None:
+    assert thor.http.__version__ == importlib.metadata.version("thor-http")
+
+
+def test_requires_thor_net_in_the_declared_range() -> None:
+    requires = importlib.metadata.requires("thor-http") or []
+    assert any(r.replace(" ", "").startswith("thor-net>=0.1,<0.2") for r in requires), requires
