@@ -3,6 +3,7 @@ on real socket pairs and pipes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Callable
@@ -554,3 +555,55 @@ def test_registering_a_closed_fd_raises_or_reports_fd_error(
     loop.run()
     dog.check()
     assert "fd_error" in log
+
+
+def test_event_add_after_stop_watches_the_fd_again(
+    loop: LoopBase, socketpair: SocketPairFactory, watchdog: Callable[..., Watchdog]
+) -> None:
+    """stop() forgets every fd; a source that adds interest afterwards is registered anew."""
+    inside, outside = socketpair()
+    log: list[str] = []
+    source = recording_source(loop, log)
+    source.register_fd(inside.fileno())
+    loop.schedule(0, loop.stop)
+    loop.run()
+    assert loop.fd_count() == 0
+    source.event_add("fd_readable")
+    assert loop.fd_count() == 1
+    source.on("fd_readable", loop.stop)
+    outside.send(b"x")
+    dog = watchdog()
+    loop.run()
+    dog.check()
+    assert "fd_readable" in log
+    source.event_del("fd_readable")
+    source.unregister_fd()
+
+
+def test_interest_in_fd_error_alone_reports_errors(
+    loop: LoopBase, watchdog: Callable[..., Watchdog]
+) -> None:
+    """An fd watched only for errors is still polled: a pending socket error is reported."""
+    if isinstance(loop, SelectLoop):
+        pytest.skip("select(2) has no error condition for a failed datagram")
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.setblocking(False)
+        udp.connect(("127.0.0.1", port))
+        log: list[str] = []
+        source = recording_source(loop, log)
+        source.on("fd_error", loop.stop)
+        source.register_fd(udp.fileno(), "fd_error")
+        udp.send(b"nobody listens")  # the ICMP port-unreachable sets SO_ERROR on the socket
+        dog = watchdog()
+        loop.run()
+        dog.check()
+        assert "fd_error" in log
+        assert udp.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+        source.unregister_fd()
+    finally:
+        udp.close()

@@ -43,21 +43,21 @@ class EpollLoop(LoopBase):
         self._epoll = epoll()
         super().__init__(precision)
 
-    # An fd with no interest is kept out of the kernel's set: epoll reports hang-ups whatever
-    # the mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+    # An fd with no interest at all is kept out of the kernel's set: epoll reports hang-ups
+    # whatever the mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+    # (Interest in fd_error alone registers it with no flags: errors and hang-ups are reported.)
 
     def _backend_register(self, fd: int, mask: int) -> None:
-        flags = _epoll_mask(mask)
-        if flags:
-            self._epoll.register(fd, flags)
+        if mask:
+            self._epoll.register(fd, _epoll_mask(mask))
 
     def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
-        flags = _epoll_mask(mask)
-        if not flags:
-            if _epoll_mask(old_mask):
+        if not mask:
+            if old_mask:
                 self._backend_unregister(fd, old_mask)
             return
-        if not _epoll_mask(old_mask):
+        flags = _epoll_mask(mask)
+        if not old_mask:
             self._epoll.register(fd, flags)
             return
         try:

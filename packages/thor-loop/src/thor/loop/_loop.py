@@ -488,9 +488,10 @@ class LoopBase(EventEmitter):
         return registration
 
     def _fd_set_mask(self, fd: int, mask: int) -> None:
-        """Change the interest mask of a registered fd (no-op when unchanged)."""
-        registration = self._registrations[fd]
-        if registration.mask != mask:
+        """Change the interest mask of a registered fd (no-op when unchanged, or when the loop
+        no longer knows the fd, e.g. after ``stop()``)."""
+        registration = self._registrations.get(fd)
+        if registration is not None and registration.mask != mask:
             old = registration.mask
             registration.mask = mask
             self._backend_modify(fd, old, mask)

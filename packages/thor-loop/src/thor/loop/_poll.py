@@ -43,16 +43,16 @@ class PollLoop(LoopBase):
         self._poller = poll()
         super().__init__(precision)
 
-    # An fd with no interest is kept out of the poll set: poll reports hang-ups whatever the
-    # mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+    # An fd with no interest at all is kept out of the poll set: poll reports hang-ups whatever
+    # the mask, so a paused fd whose peer hung up would otherwise wake the loop forever.
+    # (Interest in fd_error alone registers it with no flags: errors and hang-ups are reported.)
 
     def _backend_register(self, fd: int, mask: int) -> None:
         self._backend_modify(fd, 0, mask)
 
     def _backend_modify(self, fd: int, old_mask: int, mask: int) -> None:
-        flags = _poll_mask(mask)
-        if flags:
-            self._poller.register(fd, flags)
+        if mask:
+            self._poller.register(fd, _poll_mask(mask))
         else:
             self._backend_unregister(fd, old_mask)
 

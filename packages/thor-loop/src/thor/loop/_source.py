@@ -63,15 +63,24 @@ class EventSource(EventEmitter):
         if mask is None:
             events_to_mask(event)  # raises the ValueError
         self._interesting_events.add(event)
-        if self._fd >= 0:
-            self.loop._fd_set_mask(self._fd, events_to_mask(self._interesting_events))
+        self._apply_interest()
 
     def event_del(self, event: str) -> None:
         """Remove an event from the interesting ones."""
         events_to_mask(event)  # rejects unknown names
         self._interesting_events.discard(event)
-        if self._fd >= 0:
-            self.loop._fd_set_mask(self._fd, events_to_mask(self._interesting_events))
+        self._apply_interest()
+
+    def _apply_interest(self) -> None:
+        if self._fd < 0:
+            return
+        mask = events_to_mask(self._interesting_events)
+        registration = self.loop._registrations.get(self._fd)
+        if registration is None or registration.source is not self:
+            # the loop forgot the fd (stop() does that): watch it again
+            self.loop._fd_register(self._fd, mask, self)
+        else:
+            self.loop._fd_set_mask(self._fd, mask)
 
     def interesting_events(self) -> set[str]:
         """The events this source is watching for."""
