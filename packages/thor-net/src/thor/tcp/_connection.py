@@ -1,0 +1,413 @@
+"""TcpConnection: one connected stream socket, with buffered writes and flow control.
+
+Theory of operation
+-------------------
+States: OPEN -> (close() with bytes still buffered) FLUSHING -> (buffer empty: our FIN sent with
+``shutdown(SHUT_WR)``) OUTPUT_CLOSED -> (peer's FIN, or ``close_timeout``) CLOSED. ``abort()``
+and failures go straight to CLOSED.
+
+Events follow thor 0.17's half-close model: ``'close'`` once, when the peer's FIN arrives or the
+connection fails; ``'disconnect'`` once, when the socket is really closed, whoever closed it.
+After the peer's FIN the socket stays open for writing until the application calls ``close()``
+(or ``abort()``).
+
+Reading: a connection starts paused; ``pause(False)`` turns read interest on. Interest in the
+peer's hang-up (EPOLLRDHUP) is kept while paused so a FIN is noticed; if unread data is still
+queued then, the fd is taken off the loop until the application resumes reading (a level-triggered
+hang-up would otherwise wake the loop forever).
+
+Writing: ``write()`` tries to send at once when nothing is queued (no poll round trip); what the
+kernel does not take is queued as chunks and sent when the socket is writable, several chunks in
+one ``sendmsg`` (gathering, no joins). Flow control is in bytes: ``'pause' (True)`` once more than
+``write_bufsize`` bytes are queued, ``'pause' (False)`` once the queue drains to half of that; the
+hard limits (``max_write_buffer_size`` bytes, ``max_write_buffer_chunks`` chunks) refuse a write
+with ``BufferError`` well after the writer was asked to pause.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from thor.loop import FD_CLOSE, FD_READABLE, FD_WRITABLE, EventSource
+
+if TYPE_CHECKING:
+    from thor.loop import LoopBase, ScheduledEvent
+
+    from ._server import TcpServer
+
+__all__ = ["TcpConnection"]
+
+
+_OPEN, _FLUSHING, _OUTPUT_CLOSED, _CLOSED = "open", "flushing", "output-closed", "closed"
+_IOV_MAX = 512
+_BLOCKING = (BlockingIOError, InterruptedError)
+
+
+class TcpConnection(EventSource):
+    """A connected stream socket (TCP or Unix), as handed out by TcpServer and TcpClient.
+
+    Args:
+        sock: the connected socket (made non-blocking here).
+        address: the peer's address (for TCP a ``(host, port, ...)`` tuple).
+        loop: the loop to run on; the default loop when None.
+
+    Attributes:
+        socket: the socket.
+        address: the peer's address, for client and server connections alike (thor 0.17 gave
+            the listening address on server connections).
+        error: the OSError that broke the connection, or None.
+
+    Settings (class attributes, bytes unless said otherwise):
+        read_bufsize: the most one read takes (64 KiB; 0.17: 16 KiB).
+        write_bufsize: ``'pause' (True)`` above this many queued bytes (256 KiB). In 0.17 this
+            counted chunks (16).
+        max_write_buffer_size: a write that would queue more raises BufferError (16 MiB).
+        max_write_buffer_chunks: a write that would queue more chunks raises BufferError (4096).
+        write_coalesce: the most bytes gathered into one send from queued chunks (256 KiB).
+        close_timeout: seconds to wait for the peer's FIN after ours, then close (5).
+
+    Events:
+        data (bytes): bytes arrived; only while not paused; many times.
+        close (): the peer closed its side (FIN), or the connection failed; at most once.
+        disconnect (): the socket is closed now; exactly once.
+        pause (bool): True when the write queue passed ``write_bufsize`` (stop writing), False
+            when it drained; alternating.
+        sent (): bytes were written to the socket (may be emitted from within ``write``).
+    """
+
+    read_bufsize: int = 64 * 1024
+    write_bufsize: int = 256 * 1024
+    max_write_buffer_size: int = 16 * 1024 * 1024
+    max_write_buffer_chunks: int = 4096
+    write_coalesce: int = 256 * 1024
+    close_timeout: float = 5.0
+
+    def __init__(self, sock: socket.socket, address: Any, loop: LoopBase | None = None) -> None:
+        EventSource.__init__(self, loop)
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.socket = sock
+        self.address = address
+        self.error: OSError | None = None
+        self._state = _OPEN
+        self._input_paused = True
+        self._output_paused = False
+        self._peer_closed = False
+        self._close_emitted = False
+        self._buffer: deque[Any] = deque()
+        self._buffered = 0
+        self._close_timer: ScheduledEvent | None = None
+        self._server: TcpServer | None = None
+        self._fd = sock.fileno()
+        self._mask = FD_CLOSE
+        self._registered = True
+        self.loop._fd_register(self._fd, FD_CLOSE, self)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def tcp_connected(self) -> bool:
+        """True until the connection is closing or closed (read-only)."""
+        return self._state == _OPEN and not self._peer_closed
+
+    def pause(self, paused: bool) -> None:
+        """Stop (True) or resume (False) reading. Connections start paused.
+
+        After the peer's FIN, or once the connection is closing, reads stay off.
+        """
+        self._input_paused = paused
+        if self._state != _OPEN or self._peer_closed:
+            return
+        if not self._registered:
+            if paused:
+                return
+            self._registered = True
+            self._mask = FD_READABLE | FD_CLOSE | (FD_WRITABLE if self._buffer else 0)
+            self.loop._fd_register(self._fd, self._mask, self)
+            return
+        self._set_mask(
+            (self._mask & ~FD_READABLE) | FD_CLOSE
+            if paused
+            else self._mask | FD_READABLE | FD_CLOSE
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``; what the socket does not take now is queued and sent in order.
+
+        Raises:
+            OSError: ``close()`` or ``abort()`` was called, or the connection failed.
+            BufferError: the queue would exceed ``max_write_buffer_size`` bytes or
+                ``max_write_buffer_chunks`` chunks (nothing is queued then).
+        """
+        if self._state != _OPEN:
+            raise OSError(errno.EPIPE, "connection closed")
+        if not data or self.error is not None:
+            return
+        buffer = self._buffer
+        size = len(data)
+        if (
+            self._buffered + size > self.max_write_buffer_size
+            or len(buffer) >= self.max_write_buffer_chunks
+        ):
+            if not self._output_paused:
+                self._output_paused = True
+                self.emit("pause", True)
+            raise BufferError(
+                f"write of {size} bytes refused: {self._buffered} bytes in "
+                f"{len(buffer)} chunks already queued (limits: {self.max_write_buffer_size} "
+                f"bytes, {self.max_write_buffer_chunks} chunks)"
+            )
+        if buffer:
+            # queued data must not change if the caller reuses a mutable buffer
+            buffer.append(data if type(data) is bytes else bytes(data))
+            self._buffered += size
+            if not self._output_paused and self._buffered > self.write_bufsize:
+                self._output_paused = True
+                self.emit("pause", True)
+            return
+        try:
+            sent = self.socket.send(data)
+        except _BLOCKING:
+            sent = 0
+        except OSError as exc:
+            # report the failure from the loop, not from inside the caller's write()
+            self.error = exc
+            self.loop.schedule(0, self._fail, exc)
+            return
+        if sent < size:
+            if type(data) is not bytes:
+                rest: Any = bytes(memoryview(data)[sent:])
+            else:
+                rest = memoryview(data)[sent:] if sent else data
+            buffer.append(rest)
+            self._buffered = size - sent
+            self._set_mask(self._mask | FD_WRITABLE)
+            if self._buffered > self.write_bufsize:
+                self._output_paused = True
+                self.emit("pause", True)
+        if sent and self.listener_count("sent"):
+            self.emit("sent")
+
+    def close(self) -> None:
+        """Close gracefully: send what is queued, then our FIN; close the socket when the peer's
+        FIN arrives or after ``close_timeout``. Idempotent; ``write`` raises afterwards."""
+        if self._state != _OPEN:
+            return
+        if self._buffer:
+            self._state = _FLUSHING
+            self._set_mask((self._mask | FD_WRITABLE) & ~FD_READABLE)
+            return
+        self._shutdown_output()
+
+    def abort(self) -> None:
+        """Close the socket at once, dropping anything queued. Idempotent."""
+        if self._state != _CLOSED:
+            self._buffer.clear()
+            self._buffered = 0
+            self._close_socket()
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes queued and not yet taken by the socket."""
+        return self._buffered
+
+    # -- loop handlers --------------------------------------------------------------------------
+
+    def handle_fd_readable(self) -> None:
+        """The socket is readable: one read, emitted as ``'data'``."""
+        try:
+            data = self.socket.recv(self.read_bufsize)
+        except _BLOCKING:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if data:
+            if self._state == _OPEN:  # after close(), what the peer still sends is dropped
+                try:
+                    self.emit("data", data)
+                except Exception:
+                    self.abort()
+                    raise
+        else:
+            self._peer_eof()
+
+    def handle_fd_writable(self) -> None:
+        """The socket is writable: send queued chunks, gathered."""
+        buffer = self._buffer
+        if not buffer:
+            self._set_mask(self._mask & ~FD_WRITABLE)
+            return
+        try:
+            if len(buffer) == 1:
+                sent = self.socket.send(buffer[0])
+            else:
+                chunks = []
+                total = 0
+                limit = self.write_coalesce
+                for chunk in buffer:
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total >= limit or len(chunks) >= _IOV_MAX:
+                        break
+                sent = self.socket.sendmsg(chunks)
+        except _BLOCKING:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._buffered -= sent
+        while sent:
+            head = buffer[0]
+            size = len(head)
+            if sent >= size:
+                buffer.popleft()
+                sent -= size
+            else:
+                buffer[0] = memoryview(head)[sent:]
+                sent = 0
+        if not buffer:
+            self._set_mask(self._mask & ~FD_WRITABLE)
+            if self._state == _FLUSHING:
+                self._shutdown_output()
+        if self._output_paused and self._buffered <= self.write_bufsize // 2:
+            self._output_paused = False
+            self.emit("pause", False)
+        if self.listener_count("sent"):
+            self.emit("sent")
+
+    def handle_fd_error(self) -> None:
+        """The socket reported an error: fail with its SO_ERROR."""
+        try:
+            code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+        if code:
+            self._fail(OSError(code, _strerror(code)))
+
+    def handle_fd_close(self) -> None:
+        """The peer hung up. While reading, the EOF is seen by the read; while paused, look."""
+        if self._state == _CLOSED or (self._mask & FD_READABLE and self._state == _OPEN):
+            return
+        try:
+            peeked = self.socket.recv(1, socket.MSG_PEEK)
+        except _BLOCKING:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not peeked:
+            self._peer_eof()
+        elif self._state == _OPEN:
+            # unread data is waiting for pause(False): leave the loop alone until then
+            self.loop._fd_unregister(self._fd)
+            self._registered = False
+        else:
+            self._drain_discarding()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _set_mask(self, mask: int) -> None:
+        if mask != self._mask:
+            self._mask = mask
+            if self._registered:
+                self.loop._fd_set_mask(self._fd, mask)
+
+    def _drain_discarding(self) -> None:
+        """After our close(): read and drop what the peer still sends, until its FIN."""
+        while True:
+            try:
+                data = self.socket.recv(self.read_bufsize)
+            except _BLOCKING:
+                return
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._peer_eof()
+                return
+
+    def _peer_eof(self) -> None:
+        self._peer_closed = True
+        if self._state in (_OUTPUT_CLOSED, _CLOSED):
+            self._emit_close()
+            self._close_socket()
+            return
+        self._set_mask(self._mask & ~(FD_READABLE | FD_CLOSE))
+        self._emit_close()
+
+    def _emit_close(self) -> None:
+        if not self._close_emitted:
+            self._close_emitted = True
+            self.emit("close")
+
+    def _shutdown_output(self) -> None:
+        if self._peer_closed:
+            self._close_socket()
+            return
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_socket()
+            return
+        self._state = _OUTPUT_CLOSED
+        if not self._registered:
+            self._registered = True
+            self._mask = FD_READABLE | FD_CLOSE
+            self.loop._fd_register(self._fd, self._mask, self)
+        else:
+            self._set_mask(FD_READABLE | FD_CLOSE)
+        self._close_timer = self.loop.schedule(self.close_timeout, self._close_socket)
+
+    def _fail(self, exc: OSError) -> None:
+        if self._state == _CLOSED:
+            return
+        self.error = exc
+        self._buffer.clear()
+        self._buffered = 0
+        self._close_socket()
+        self._emit_close()
+
+    def _close_socket(self) -> None:
+        if self._state == _CLOSED and self._fd < 0:
+            return
+        self._state = _CLOSED
+        if self._close_timer is not None:
+            self._close_timer.delete()
+            self._close_timer = None
+        if self._registered and self._fd >= 0:
+            self.loop._fd_unregister(self._fd)
+        self._registered = False
+        self._fd = -1
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+        server = self._server
+        if server is not None:
+            self._server = None
+            server._connection_closed(self)
+        self.emit("disconnect")
+
+    def __repr__(self) -> str:
+        state = self._state
+        if self._peer_closed:
+            state += ",peer-closed"
+        if self._input_paused:
+            state += ",paused"
+        return f"<TcpConnection {self.address!r} {state} queued={self._buffered}>"
+
+
+def _strerror(code: int) -> str:
+    try:
+        return os.strerror(code)
+    except ValueError:
+        return f"error {code}"

@@ -1,0 +1,208 @@
+"""TcpServer: accepts connections on a listening socket and hands them out as TcpConnections.
+
+Accepting is bounded per wake-up (``accept_batch``): an unbounded accept loop under a connection
+storm starves every established connection of the loop's time. When the process runs out of file
+descriptors or memory, accepting pauses for ``accept_backoff`` seconds instead of spinning on the
+still-readable listening socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import TYPE_CHECKING
+
+from thor.loop import FD_READABLE, EventSource
+
+from ._connection import TcpConnection
+from ._listen import server_listen
+
+if TYPE_CHECKING:
+    from thor.loop import LoopBase, ScheduledEvent
+
+__all__ = ["TcpServer"]
+
+_BLOCKING = (BlockingIOError, InterruptedError)
+
+#: accept() failures that concern one incoming connection only: skip it and go on
+TRANSIENT_ACCEPT_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ETIMEDOUT",
+        "EPERM",
+        "ENOPROTOOPT",
+        "EOPNOTSUPP",
+    )
+    if hasattr(errno, name)
+)
+
+
+class TcpServer(EventSource):
+    """Listens on a TCP (or Unix) socket and emits each accepted connection.
+
+    Args:
+        host: the address to listen on, as bytes: an IPv4/IPv6 literal, a name, or ``b""`` for
+            all addresses (dual-stack where IPv6 works).
+        port: the port; 0 picks a free one (the ``port`` attribute then says which).
+        sock: an already listening socket to use instead (e.g. inherited from a supervisor, or
+            from ``server_listen_unix``); ``host`` and ``port`` are then informative only.
+        loop: the loop; the default loop when None.
+        backlog: the listen queue length (default ``socket.SOMAXCONN``).
+        reuse_port: set SO_REUSEPORT, so several processes can share the port.
+
+    Attributes:
+        host, port: where it listens.
+        sock: the listening socket (None after shutdown).
+        active_connections: the accepted connections not yet disconnected.
+
+    Settings (class attributes):
+        accept_backoff: seconds to stop accepting after running out of fds or memory (1.0).
+        accept_batch: the most connections accepted per wake-up (128).
+        max_connections: stop accepting while this many connections are open (None: no cap).
+        connection_class: the class accepted sockets are wrapped in (TcpConnection).
+
+    Events:
+        start (): on the loop's first turn after construction; once.
+        connect (TcpConnection): a connection was accepted (it starts paused); many times.
+        accept_paused (errno: int): accepting stopped for ``accept_backoff`` seconds because
+            of that error (EMFILE, ENFILE, ENOBUFS, ENOMEM...).
+        accept_resumed (): accepting again after a pause.
+        stop (): the server stopped listening (``shutdown``), or, after ``graceful_shutdown``,
+            its last connection closed; once.
+    """
+
+    accept_backoff: float = 1.0
+    accept_batch: int = 128
+    max_connections: int | None = None
+    connection_class: type[TcpConnection] = TcpConnection
+
+    def __init__(
+        self,
+        host: bytes,
+        port: int,
+        sock: socket.socket | None = None,
+        loop: LoopBase | None = None,
+        backlog: int | None = None,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
+        EventSource.__init__(self, loop)
+        self.host = host
+        self.sock: socket.socket | None = sock or server_listen(
+            host, port, backlog, reuse_port=reuse_port
+        )
+        self.sock.setblocking(False)
+        bound = self.sock.getsockname()
+        self.port = bound[1] if isinstance(bound, tuple) else port
+        self.active_connections: set[TcpConnection] = set()
+        self._accepting = True
+        self._backoff: ScheduledEvent | None = None
+        self._stopping = False
+        self._stopped = False
+        self._listen_fd = self.sock.fileno()
+        self.loop._fd_register(self._listen_fd, FD_READABLE, self)
+        self.loop.schedule(0, self.emit, "start")
+
+    def handle_fd_readable(self) -> None:
+        """The listening socket is readable: accept up to ``accept_batch`` connections."""
+        sock = self.sock
+        if sock is None:
+            return
+        cap = self.max_connections
+        active = self.active_connections
+        for _ in range(self.accept_batch):
+            if cap is not None and len(active) >= cap:
+                self._set_accepting(False)
+                return
+            try:
+                conn_sock, address = sock.accept()
+            except _BLOCKING:
+                return
+            except OSError as exc:
+                if exc.errno in TRANSIENT_ACCEPT_ERRORS:
+                    continue
+                self._pause_accepting(exc.errno or errno.EIO)
+                return
+            conn = self.connection_class(conn_sock, address, self.loop)
+            conn._server = self
+            active.add(conn)
+            self.emit("connect", conn)
+            if self.sock is None:  # a listener shut the server down
+                return
+
+    def shutdown(self) -> None:
+        """Stop listening and close the listening socket; emit ``'stop'``. Open connections
+        are left alone. Idempotent."""
+        self._close_listener()
+        self._emit_stop()
+
+    def graceful_shutdown(self) -> None:
+        """Stop listening; emit ``'stop'`` once every open connection has closed (at once when
+        none is open). Idempotent."""
+        self._close_listener()
+        self._stopping = True
+        if not self.active_connections:
+            self._emit_stop()
+
+    def _close_listener(self) -> None:
+        if self._backoff is not None:
+            self._backoff.delete()
+            self._backoff = None
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if self._accepting:
+                self.loop._fd_unregister(self._listen_fd)
+            self._accepting = False
+            sock.close()
+
+    def _emit_stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.emit("stop")
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting != self._accepting and self.sock is not None:
+            self._accepting = accepting
+            if accepting:
+                self.loop._fd_register(self._listen_fd, FD_READABLE, self)
+            else:
+                self.loop._fd_unregister(self._listen_fd)
+
+    def _pause_accepting(self, code: int) -> None:
+        self._set_accepting(False)
+        if self._backoff is None:
+            self._backoff = self.loop.schedule(self.accept_backoff, self._resume_accepting)
+            self.emit("accept_paused", code)
+
+    def _resume_accepting(self) -> None:
+        self._backoff = None
+        if self.sock is not None:
+            self._set_accepting(True)
+            self.emit("accept_resumed")
+
+    def _connection_closed(self, conn: TcpConnection) -> None:
+        self.active_connections.discard(conn)
+        if self._stopping:
+            if not self.active_connections:
+                self._emit_stop()
+        elif (
+            not self._accepting
+            and self._backoff is None
+            and self.max_connections is not None
+            and len(self.active_connections) < self.max_connections
+        ):
+            self._set_accepting(True)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.sock is None else "listening" if self._accepting else "paused"
+        return (
+            f"<TcpServer {self.host!r}:{self.port} {state} "
+            f"connections={len(self.active_connections)}>"
+        )
