@@ -163,12 +163,23 @@ def test_wheel_contents(wheelhouse: Path) -> None:
 
 def _install_alone(dist: str, wheelhouse: Path, where: Path) -> Path:
     env_dir = where / dist
-    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    # no pip inside (ensurepip is slow and fragile under load): this interpreter's pip installs
+    # into it with --python
+    venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
     wheels = [
         str(next(wheelhouse.glob(d.replace("-", "_") + "-*.whl"))) for d in dist_closure(dist)
     ]
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--no-deps", *wheels], check=True, capture_output=True)
     # third-party dependencies (if any) come from the package index, thor ones are there already
     subprocess.run(

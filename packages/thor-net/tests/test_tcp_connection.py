@@ -848,6 +848,29 @@ def test_peer_closes_while_paused_with_nothing_unread(net: Net) -> None:
     assert log == ["close", "disconnect"]
 
 
+def test_close_flushes_a_connection_taken_off_the_loop_after_a_hang_up(net: Net) -> None:
+    """A paused connection whose peer half-closed with unread data is taken off the loop; a
+    close() with output queued must still flush it and finish."""
+    log: list[str] = []
+    st: dict[str, int] = {}
+
+    def ready(server_side: TcpConnection, client_side: TcpConnection) -> None:
+        server_side.on("disconnect", counter(log, "disconnect", lambda: net.done(0.05)))
+        client_side.write(b"unread")
+        client_side.close()
+        net.later(0.05, finish, server_side)
+
+    def finish(conn: TcpConnection) -> None:
+        conn.write(b"x" * (8 * 1024 * 1024))  # more than the socket takes at once
+        st["queued"] = conn.write_buffer_size
+        conn.close()
+
+    net.pair(ready)
+    net.run(timeout=5.0, what="close() never flushed a connection taken off the loop")
+    assert st["queued"] > 0
+    assert log == ["disconnect"]
+
+
 # -- errors in listeners --------------------------------------------------------------------------
 
 

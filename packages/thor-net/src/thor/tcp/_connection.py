@@ -203,7 +203,12 @@ class TcpConnection(EventSource):
             return
         if self._buffer:
             self._state = _FLUSHING
-            self._set_mask((self._mask | FD_WRITABLE) & ~FD_READABLE)
+            if self._registered:
+                self._set_mask((self._mask | FD_WRITABLE) & ~FD_READABLE)
+            else:  # taken off the loop after a hang-up while paused: flush anyway
+                self._registered = True
+                self._mask = FD_WRITABLE | FD_CLOSE
+                self.loop._fd_register(self._fd, self._mask, self)
             return
         self._shutdown_output()
 

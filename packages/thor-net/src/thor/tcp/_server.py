@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_READABLE, EventSource
 
@@ -130,12 +130,16 @@ class TcpServer(EventSource):
                     continue
                 self._pause_accepting(exc.errno or errno.EIO)
                 return
-            conn = self.connection_class(conn_sock, address, self.loop)
-            conn._server = self
-            active.add(conn)
-            self.emit("connect", conn)
+            self._accepted(conn_sock, address)
             if self.sock is None:  # a listener shut the server down
                 return
+
+    def _accepted(self, conn_sock: socket.socket, address: Any) -> None:
+        """Wrap an accepted socket and emit it; subclasses (TLS) handshake first."""
+        conn = self.connection_class(conn_sock, address, self.loop)
+        conn._server = self
+        self.active_connections.add(conn)
+        self.emit("connect", conn)
 
     def shutdown(self) -> None:
         """Stop listening and close the listening socket; emit ``'stop'``. Open connections

@@ -1,0 +1,630 @@
+"""TlsConnection on real loopback sockets: echo, bulk transfers with backpressure, the pending()
+drain, and the TLS close sequence (close_notify, ragged EOF).
+
+Certificates are made at test time with trustme. Every test runs its own loop under a watchdog
+that fails the test (never passes it) if the loop does not finish in time, and ends by waiting
+until no fd is left registered: a leaked socket shows as a timeout there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import ssl
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+import thor.loop
+from thor.loop import LoopBase
+from thor.tls import TlsClient, TlsConnection, TlsServer
+
+# -- helpers (each test_tls_* file carries its own: test modules cannot import each other) ------
+
+
+@pytest.fixture(params=thor.loop.available_backends())
+def loop(request: pytest.FixtureRequest) -> Iterator[LoopBase]:
+    """A fresh loop per test, for each polling backend of this platform."""
+    new_loop = thor.loop.make(backend=request.param)
+    yield new_loop
+    new_loop.close()
+
+
+class Pki:
+    """A CA and a server certificate for localhost and 127.0.0.1, as files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = trustme.CA()
+        self.ca_file = str(directory / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        self.cert_file = str(directory / "server.pem")
+        cert = self.ca.issue_cert("localhost", "127.0.0.1")
+        cert.private_key_and_cert_chain_pem.write_to_path(self.cert_file)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+def run(loop: LoopBase, seconds: float = 10.0, what: str = "the exchange did not finish") -> None:
+    """Run ``loop`` until something stops it; fail the test if ``seconds`` pass first."""
+    expired: list[str] = []
+
+    def expire() -> None:
+        expired.append(repr(loop.registered_fd_handlers()))
+        loop.stop()
+
+    watchdog = loop.schedule(seconds, expire)
+    loop.run()
+    watchdog.delete()
+    if expired:
+        pytest.fail(f"timed out after {seconds} s: {what}; registered: {expired[0]}")
+
+
+def stop_when_idle(loop: LoopBase) -> None:
+    """Stop ``loop`` once no fd is registered any more (every socket closed)."""
+    if loop.fd_count():
+        loop.schedule(0.005, stop_when_idle, loop)
+    else:
+        loop.stop()
+
+
+def record_and_stop(loop: LoopBase, log: list[str], entry: str) -> None:
+    log.append(entry)
+    stop_when_idle(loop)
+
+
+def connect(loop: LoopBase, pki: Pki, port: int, **options: Any) -> TlsClient:
+    """A verifying TlsClient connecting to ``localhost`` (127.0.0.1) at ``port``."""
+    if "context" not in options:
+        options.setdefault("ca_file", pki.ca_file)
+    client = TlsClient(loop, **options)
+    client.on("connect_error", lambda *err: pytest.fail(f"connect_error {err}"))
+    client.connect_dns(
+        b"localhost", (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)), 5
+    )
+    return client
+
+
+def tls_server(loop: LoopBase, pki: Pki, **options: Any) -> TlsServer:
+    server = TlsServer(b"127.0.0.1", 0, loop=loop, certfile=pki.cert_file, **options)
+    server.on("tls_error", lambda address, message: pytest.fail(f"tls_error {message}"))
+    return server
+
+
+# -- echo ---------------------------------------------------------------------------------------
+
+
+def test_echo_both_ways(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    server_got: list[bytes] = []
+    client_got: list[bytes] = []
+    events: list[str] = []
+    info: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            server_got.append(data)
+            conn.write(data)
+
+        conn.on("data", on_data)
+        conn.on("close", conn.close)
+        conn.on("disconnect", lambda: events.append("server disconnect"))
+        conn.pause(False)
+        conn.write(b"greetings from the server;")
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        info.update(
+            version=conn.tls_version,
+            cipher=conn.cipher,
+            cert=conn.peer_certificate(),
+            der=conn.peer_certificate(binary_form=True),
+            connected=conn.tcp_connected,
+        )
+
+        def on_data(data: bytes) -> None:
+            client_got.append(data)
+            if b"".join(client_got) == b"greetings from the server;ping":
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("close", lambda: events.append("client close"))
+        conn.on("disconnect", partial(record_and_stop, loop, events, "client disconnect"))
+        conn.pause(False)
+        conn.write(b"ping")
+
+    server.on("connect", on_server_connect)
+    client = connect(loop, pki, server.port)
+    client.on("connect", on_client_connect)
+    run(loop)
+    assert b"".join(server_got) == b"ping"
+    assert b"".join(client_got) == b"greetings from the server;ping"
+    assert info["version"] in ("TLSv1.2", "TLSv1.3")
+    assert info["cipher"] is not None
+    assert ("DNS", "localhost") in info["cert"]["subjectAltName"]
+    assert isinstance(info["der"], bytes) and info["der"]
+    assert info["connected"] is True
+    assert sorted(events) == ["client close", "client disconnect", "server disconnect"]
+    assert not server.active_connections
+
+
+def test_close_sends_close_notify_and_both_sides_disconnect(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {}
+    disconnects: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_close() -> None:
+            seen["server_close"] = (conn.close_notify_received, conn.error)
+            conn.close()
+            with pytest.raises(OSError):
+                conn.write(b"too late")
+
+        conn.on("close", on_close)
+        conn.on("disconnect", lambda: disconnects.append("server"))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", lambda: seen.setdefault("client_close", True))
+        conn.on("disconnect", partial(record_and_stop, loop, disconnects, "client"))
+        conn.pause(False)
+        conn.close()
+        conn.close()  # idempotent
+        assert not conn.tcp_connected
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["server_close"] == (True, None)
+    assert sorted(disconnects) == ["client", "server"]
+
+
+def test_eof_without_close_notify_is_a_normal_close(loop: LoopBase, pki: Pki) -> None:
+    """A ragged EOF (FIN with no close_notify) gives 'close' with no error, like a FIN."""
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_close() -> None:
+            seen["server"] = (conn.close_notify_received, conn.error)
+            conn.close()
+
+        conn.on("close", on_close)
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        socket.socket.shutdown(conn.socket, socket.SHUT_WR)  # below TLS: FIN only
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["server"] == (False, None)
+
+
+def test_abort_emits_disconnect_only_and_the_peer_sees_close(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    client_events: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", lambda: client_events.append("close"))
+        conn.on("disconnect", lambda: client_events.append("disconnect"))
+        conn.write(b"queued or sent, then dropped")
+        conn.abort()
+        conn.abort()
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert client_events == ["disconnect"]
+
+
+# -- bulk transfer, backpressure ------------------------------------------------------------------
+
+SIZE = 8 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+class Pump:
+    """Writes ``payload`` in CHUNK writes as fast as the connection takes it, honouring 'pause';
+    hashes what it receives; closes once both directions are complete."""
+
+    def __init__(self, conn: TlsConnection, payload: bytes, expect: int) -> None:
+        self.conn = conn
+        self.view = memoryview(payload)
+        self.offset = 0
+        self.paused = False
+        self.pauses = 0
+        self.writes_while_paused = 0
+        self.received = 0
+        self.digest = hashlib.sha256()
+        self.expect = expect
+        self.closed = False
+        # small kernel buffers: backpressure must come from thor's queue, whatever the machine
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            conn.socket.setsockopt(socket.SOL_SOCKET, option, 128 * 1024)
+        conn.on("pause", self.on_pause)
+        conn.on("data", self.on_data)
+        conn.pause(False)
+        self.pump()
+
+    def on_pause(self, paused: bool) -> None:
+        self.paused = paused
+        if paused:
+            self.pauses += 1
+        else:
+            self.pump()
+
+    def pump(self) -> None:
+        while not self.paused and self.offset < len(self.view):
+            self.conn.write(self.view[self.offset : self.offset + CHUNK])
+            self.offset += CHUNK
+        self.maybe_close()
+
+    def on_data(self, data: bytes) -> None:
+        self.received += len(data)
+        self.digest.update(data)
+        self.maybe_close()
+
+    def maybe_close(self) -> None:
+        if not self.closed and self.offset >= len(self.view) and self.received >= self.expect:
+            self.closed = True
+            self.conn.close()
+
+
+def test_large_transfers_both_ways_concurrently(loop: LoopBase, pki: Pki) -> None:
+    rng = random.Random(20240601)
+    upload = rng.randbytes(SIZE)
+    download = rng.randbytes(SIZE)
+    pumps: dict[str, Pump] = {}
+    disconnects: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on("disconnect", lambda: disconnects.append("server"))
+        pumps["server"] = Pump(conn, download, SIZE)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("disconnect", partial(record_and_stop, loop, disconnects, "client"))
+        pumps["client"] = Pump(conn, upload, SIZE)
+
+    server = tls_server(loop, pki)
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop, 60, "8 MiB each way")
+    client, srv = pumps["client"], pumps["server"]
+    assert srv.received == SIZE and srv.digest.digest() == hashlib.sha256(upload).digest()
+    assert client.received == SIZE and client.digest.digest() == hashlib.sha256(download).digest()
+    assert client.pauses >= 1 and srv.pauses >= 1, "the writers were never asked to pause"
+    assert sorted(disconnects) == ["client", "server"]
+    assert client.conn.error is None and srv.conn.error is None
+
+
+class SmallReads(TlsConnection):
+    """Reads 1000 bytes at a time: a 16 KiB TLS record leaves most of itself inside OpenSSL."""
+
+    read_bufsize = 1000
+
+
+def test_bytes_pending_inside_openssl_are_delivered(loop: LoopBase, pki: Pki) -> None:
+    """Many small writes, coalesced into full TLS records, read with reads smaller than a
+    record: everything arrives although the last record's tail is invisible to epoll."""
+    server = tls_server(loop, pki)
+    server.connection_class = SmallReads
+    total = 300 * 1024
+    received: list[bytes] = []
+    payload = bytes(range(256)) * (total // 256)
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if sum(map(len, received)) >= total:
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        # the client stays silent after this burst: no further socket activity
+        for offset in range(0, total, 1024):
+            conn.write(payload[offset : offset + 1024])
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop, 10, "bytes stayed inside OpenSSL")
+    assert b"".join(received) == payload
+
+
+def test_pause_holds_data_and_resume_delivers_it(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    server.connection_class = SmallReads
+    received: list[bytes] = []
+    payload = b"x" * 40000
+    state: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if len(received) == 1:
+                conn.pause(True)
+                state["held"] = sum(map(len, received))
+                loop.schedule(0.05, conn.pause, False)
+            if sum(map(len, received)) == len(payload):
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        conn.write(payload)
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert b"".join(received) == payload
+    assert state["held"] < len(payload)
+
+
+def test_ssl_details_of_a_given_context_are_used(loop: LoopBase, pki: Pki) -> None:
+    """A client given its own context (here: TLS 1.2 only) negotiates with it."""
+    context = ssl.create_default_context(cafile=pki.ca_file)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    server = tls_server(loop, pki)
+    versions: list[str | None] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        versions.append(conn.tls_version)
+        conn.on("close", conn.close)
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        versions.append(conn.tls_version)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port, context=context).on("connect", on_client_connect)
+    run(loop)
+    assert versions == ["TLSv1.2", "TLSv1.2"]
+
+
+def test_sent_events_and_repr(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    sent: list[int] = []
+    reprs: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        reprs.append(repr(conn))
+        conn.on("sent", lambda: sent.append(1))
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.write(b"abc")
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    client = connect(loop, pki, server.port)
+    client.on("connect", on_client_connect)
+    reprs.append(repr(client))
+    reprs.append(repr(server))
+    run(loop)
+    assert sent
+    assert reprs[0].startswith("<TlsClient") and reprs[1].startswith("<TlsServer")
+    assert reprs[2].startswith("<TlsConnection")
+
+
+def test_a_write_over_the_hard_limit_is_refused_whole(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    received: list[bytes] = []
+    seen: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on("data", received.append)
+        conn.on("close", conn.close)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        pauses: list[bool] = []
+        conn.on("pause", pauses.append)
+        conn.max_write_buffer_size = 256 * 1024
+        with pytest.raises(BufferError):
+            conn.write(b"x" * (conn.max_write_buffer_size + 1))
+        seen["queued"], seen["pauses"] = conn.write_buffer_size, list(pauses)
+        conn.write(b"<end>")
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen == {"queued": 0, "pauses": [True]}
+    assert b"".join(received) == b"<end>"
+
+
+# -- rare TLS conditions, provoked ----------------------------------------------------------------
+
+
+def test_close_notify_refused_for_now_is_sent_when_writable(loop: LoopBase, pki: Pki) -> None:
+    """close_notify that cannot be written at once ("want write") is retried when writable."""
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_close() -> None:
+            seen["clean"] = conn.close_notify_received
+            conn.close()
+
+        conn.on("close", on_close)
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        real_unwrap = conn.socket.unwrap
+        calls: list[int] = []
+
+        def unwrap_later() -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ssl.SSLWantWriteError(ssl.SSL_ERROR_WANT_WRITE, "provoked")
+            return real_unwrap()
+
+        conn.socket.unwrap = unwrap_later  # type: ignore[method-assign]
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.close()
+        seen["calls after close"] = len(calls)
+        with pytest.raises(OSError):
+            conn.write(b"closing already")
+        seen["calls"] = calls
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["calls after close"] == 1
+    assert len(seen["calls"]) == 2
+    assert seen["clean"] is True
+
+
+def test_a_read_that_wants_a_write_is_retried_when_writable(loop: LoopBase, pki: Pki) -> None:
+    """A read answered with "want write" is retried once the socket is writable. Provoked: the
+    first read takes the record into OpenSSL (keeping 5 bytes) and then wants a write, so the
+    rest is invisible to epoll; only the retry can deliver it."""
+    server = tls_server(loop, pki)
+    payload = b"hello, world"
+    received: list[bytes] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        real_recv = conn.socket.recv
+        calls: list[int] = []
+
+        def recv_later(buflen: int = 1024, flags: int = 0) -> bytes:
+            calls.append(1)
+            if len(calls) == 1:
+                received.append(real_recv(5, flags))
+                raise ssl.SSLWantWriteError(ssl.SSL_ERROR_WANT_WRITE, "provoked")
+            return real_recv(buflen, flags)
+
+        conn.socket.recv = recv_later  # type: ignore[method-assign]
+
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if b"".join(received) == payload:
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        conn.write(payload)  # one record, then silence
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert b"".join(received) == payload
+
+
+def test_resuming_with_bytes_pending_inside_openssl_delivers_them(loop: LoopBase, pki: Pki) -> None:
+    """Bytes already decrypted while the connection was paused (here: taken in part by a direct
+    read) arrive after pause(False), although the socket has nothing more to say."""
+    server = tls_server(loop, pki)
+    payload = bytes(range(256)) * 4
+    received: list[bytes] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if b"".join(received) == payload:
+                conn.close()
+
+        def read_a_little() -> None:
+            try:
+                received.append(conn.socket.recv(10))  # the rest of the record stays inside
+            except ssl.SSLWantReadError:
+                loop.schedule(0.005, read_a_little)
+                return
+            assert conn.socket.pending() > 0
+            conn.on("data", on_data)
+            conn.pause(False)
+
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        loop.schedule(0, read_a_little)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        conn.write(payload)  # one record, then silence
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert b"".join(received) == payload
+
+
+def test_mutable_buffers_changed_after_write_are_sent_as_written(loop: LoopBase, pki: Pki) -> None:
+    server = tls_server(loop, pki)
+    filler = b"f" * (2 * 1024 * 1024)
+    expected = filler + b"A" * 1000 + b"B" * 1000 + b"C" * 1000
+    received: list[bytes] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if sum(map(len, received)) >= len(expected):
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        server.shutdown()
+        loop.schedule(0.05, conn.pause, False)  # reads only once the writer has queued
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("close", conn.close)
+        conn.pause(False)
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        conn.write(filler)  # the peer does not read yet: most of it stays queued
+        assert conn.write_buffer_size > 0
+        mutable = [bytearray(b"A" * 1000), bytearray(b"B" * 1000), bytearray(b"C" * 1000)]
+        conn.write(mutable[0])
+        conn.write(memoryview(mutable[1]))
+        conn.write(memoryview(mutable[2])[:])
+        for buffer in mutable:
+            buffer[:] = b"Z" * 1000
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert b"".join(received) == expected
