@@ -1,0 +1,81 @@
+"""RFC 9110 / RFC 9112 productions as byte tables and checks, built for speed.
+
+No per-byte Python loops: each check is one C-level scan (``bytes.translate``, ``re.search``,
+``bytes.isdigit``) and field names, once validated, are cached with their lower-case form.
+Python's conveniences are avoided where they are wrong on the wire: ``int()`` accepts ``+``,
+``-``, ``_``, whitespace and non-ASCII digits, ``bytes.strip()`` strips VT and FF, and
+``splitlines()`` splits on a bare CR; here OWS is SP and HTAB only and numbers are ASCII digits.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MAX_DECIMAL_DIGITS",
+    "OWS",
+    "field_name_lower",
+    "has_bad_value_bytes",
+    "is_token",
+    "parse_decimal",
+    "parse_hex",
+]
+
+#: OWS = *( SP / HTAB )  (RFC 9110 §5.6.3)
+OWS = b" \t"
+
+#: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" /
+#:         "~" / DIGIT / ALPHA  (RFC 9110 §5.6.2)
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+#: field-value bytes: VCHAR / obs-text / SP / HTAB (RFC 9110 §5.5); CR and LF are line structure
+_BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
+#: 64-bit lengths need at most 19 digits; more is refused rather than converted
+MAX_DECIMAL_DIGITS = 18
+_MAX_HEX_DIGITS = 15
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+_name_cache: dict[bytes, bytes] = {}
+_NAME_CACHE_LIMIT = 4096
+
+
+def is_token(value: bytes) -> bool:
+    """True when ``value`` is a non-empty token (RFC 9110 §5.6.2)."""
+    return bool(value) and not value.translate(None, _TCHAR)
+
+
+def field_name_lower(name: bytes) -> bytes | None:
+    """The lower-case form of a valid field name, or None when ``name`` is not a token.
+
+    Validated names are cached: a server sees the same few dozen names all day.
+    """
+    lower = _name_cache.get(name)
+    if lower is not None:
+        return lower
+    if not name or name.translate(None, _TCHAR):
+        return None
+    lower = name.lower()
+    if len(_name_cache) < _NAME_CACHE_LIMIT:
+        _name_cache[name] = lower
+    return lower
+
+
+def has_bad_value_bytes(value: bytes) -> bool:
+    """True when ``value`` holds a byte a field value may not contain (controls, DEL)."""
+    return _BAD_VALUE_BYTE(value) is not None
+
+
+def parse_decimal(value: bytes) -> int | None:
+    """A non-negative decimal number of at most MAX_DECIMAL_DIGITS ASCII digits, or None."""
+    if value.isdigit() and len(value) <= MAX_DECIMAL_DIGITS:
+        return int(value)
+    return None
+
+
+def parse_hex(value: bytes) -> int | None:
+    """A hexadecimal number (ASCII hex digits only, at most 15 of them), or None."""
+    if not value or len(value) > _MAX_HEX_DIGITS or not _HEX.issuperset(value):
+        return None
+    return int(value, 16)
