@@ -25,6 +25,8 @@ TOOLS = [
     "hatchling>=1.21",
     "pyee>=11",
     "trustme>=1.1",
+    "requests>=2.31",
+    "urllib3>=2",
     "tomli>=2",
 ]
 
