@@ -2,14 +2,15 @@
 """thor's benchmark suite: our packages (the working tree) against classic thor 0.17, asyncio,
 uvloop and pyee, on the same machine in the same invocation.
 
-    python benchmarks/run.py                       # everything, 3 interleaved rounds (~2 min)
-    python benchmarks/run.py --quick               # 1 round, smaller counts (~40 s)
+    python benchmarks/run.py                       # everything, 3 interleaved rounds (~3 min)
+    python benchmarks/run.py --quick               # 1 round, smaller counts (~50 s)
     python benchmarks/run.py --only echo,loop_burst --rounds 5
 
 Standard library only. It prepares three venvs under $THOR_BENCH_VENVS (default
 /tmp/thor-bench-venvs) with $THOR_BENCH_PYTHON (default python3.11):
 
-    new       thor-events + thor-loop from ./packages, reinstalled (non-editable) on every run
+    new       thor-events + thor-loop + thor-net from ./packages, reinstalled (non-editable) on
+              every run (plus thor-net's one dependency, dnspython, from PyPI)
     classic   thor==0.17.0 from PyPI (it owns thor/ too, hence its own venv)
     peers     pyee, uvloop (asyncio is the stdlib's)
 
@@ -47,13 +48,23 @@ CPU = os.environ.get("THOR_BENCH_CPU", "0")
 NOISY_STEAL = float(os.environ.get("THOR_BENCH_NOISY_STEAL", "20"))
 NOISY_FOREIGN = float(os.environ.get("THOR_BENCH_NOISY_FOREIGN", "10"))
 CLASSIC_VERSION = "0.17.0"
-NEW_PACKAGES = ("thor-events", "thor-loop")
+NEW_PACKAGES = ("thor-events", "thor-loop", "thor-net")
+# what each of our distributions installs under thor/ (compared with the tree after installing)
+NEW_MODULES = {
+    "thor-events": ("events",),
+    "thor-loop": ("loop",),
+    "thor-net": ("tcp", "tls", "udp", "dns"),
+}
+NEW_DEPENDENCIES = ("dnspython>=2.6,<3",)  # thor-net's, from PyPI; ours go in with --no-deps
 
 NEW = "thor new"
 CLASSIC = "thor 0.17"
 GOAL_VS_CLASSIC = 3.0
 GOAL_VS_ASYNCIO = 1 / 1.5
 GOAL_CHAIN_BURST = 0.8  # "about 1": chained callbacks should cost what a burst does
+# tcp_slow_reader: "the writer's memory stays bounded" while 32 MiB go to a slow reader
+GOAL_SLOW_QUEUED_KIB = 1024  # peak queued bytes (ours pauses above 256 KiB)
+GOAL_SLOW_RSS_MIB = 4.0  # peak RSS growth over the transfer
 
 
 def log(msg: str) -> None:
@@ -80,7 +91,7 @@ class Workload:
     impls: tuple[Impl, ...]
     args: tuple[str, ...]
     quick_args: tuple[str, ...]
-    peer: str  # label prefix of the peer the last ratio column compares with
+    peer: str  # label prefix of the peer the last ratio column compares with ("": no column)
     extras: tuple[tuple[str, str, int], ...] = ()  # (key, column header, decimals)
     timeout: float = 120.0
     classic_args: tuple[str, ...] = field(default=())
@@ -153,6 +164,45 @@ SUITE: tuple[Workload, ...] = (
         peer="asyncio",
         extras=(),
     ),
+    Workload(
+        "tcp_echo",
+        "TCP echo ping-pong, 64 B, one loopback connection, same loop (round trips/s), through "
+        "the TCP API: thor: thor.tcp TcpServer + TcpClient, 'data' listeners + conn.write; "
+        "asyncio/uvloop: Protocols",
+        (*THOR_ROWS, *ASYNC_ROWS),
+        ("--warmup", "0.3", "--secs", "2"),
+        ("--warmup", "0.2", "--secs", "1"),
+        peer="asyncio",
+        extras=(),
+    ),
+    Workload(
+        "tcp_bulk",
+        "bulk transfer through one loopback connection, 64 KiB writes of one bytes object, "
+        "writer honouring flow control, reader counting; MiB/s (2**20 B/s) after a warm-up "
+        "(full: the first 256 MiB of 2 GiB untimed; --quick: 64 of 512 MiB)",
+        (*THOR_ROWS, *ASYNC_ROWS),
+        ("--mib", "2048", "--warmup-mib", "256", "--chunk-kib", "64"),
+        ("--mib", "512", "--warmup-mib", "64", "--chunk-kib", "64"),
+        peer="asyncio",
+        extras=(("avg_read_kib", "KiB/read", 1), ("pauses", "pauses", 0)),
+    ),
+    Workload(
+        "tcp_slow_reader",
+        "32 MiB in 64 KiB writes to a reader taking 1 MiB per 10 ms (pause/resume on a timer), "
+        "writer honouring 'pause': the writer's peak queued bytes (KiB, lower is better), "
+        "peak RSS growth, every byte in order",
+        THOR_ROWS,
+        ("--mib", "32", "--chunk-kib", "64", "--read-kib", "1024", "--interval-ms", "10"),
+        ("--mib", "32", "--chunk-kib", "64", "--read-kib", "1024", "--interval-ms", "10"),
+        peer="",
+        extras=(
+            ("rss_growth_mib", "peak RSS +MiB", 2),
+            ("rss_sampled_growth_mib", "sampled RSS +MiB", 2),
+            ("mib_s", "MiB/s", 1),
+            ("pauses", "pauses", 0),
+            ("intact", "intact", 0),
+        ),
+    ),
 )
 BY_NAME = {w.name: w for w in SUITE}
 
@@ -208,9 +258,9 @@ def dists(py: Path, names: list[str]) -> dict[str, str | None]:
 
 def where_thor(py: Path) -> dict[str, Any]:
     code = (
-        "import json, thor.loop, thor.events\n"
+        "import json, thor.loop, thor.events, thor.tcp\n"
         "print(json.dumps({'thor.loop': thor.loop.__file__, 'thor.events': thor.events.__file__,"
-        " 'version': getattr(thor.loop, '__version__', None)}))"
+        " 'thor.tcp': thor.tcp.__file__, 'version': getattr(thor.loop, '__version__', None)}))"
     )
     return json.loads(check([str(py), "-E", "-s", "-c", code], f"importing thor with {py}"))
 
@@ -219,21 +269,20 @@ def tree_matches(py: Path) -> tuple[int, list[str]]:
     """Compare the new venv's modules with the working tree's: (files compared, files differing).
 
     A difference means the tree changed after the install (or the install is stale)."""
-    code = (
-        "import json, thor.loop as l, thor.events as e; print(json.dumps([l.__file__, e.__file__]))"
-    )
+    code = "import json, thor.loop as l; print(json.dumps(l.__file__))"
     found = json.loads(check([str(py), "-E", "-s", "-c", code], "importing thor"))
-    installed = [Path(p).parent for p in found]
+    installed = Path(found).parent.parent  # site-packages/thor
     count = 0
     differ: list[str] = []
-    for dist, target in zip(("thor-loop", "thor-events"), installed, strict=True):
-        src = ROOT / "packages" / dist / "src" / "thor" / dist.split("-")[1]
-        for f in sorted(src.glob("*.py")):
-            other = target / f.name
-            digest = hashlib.sha256(f.read_bytes()).hexdigest()
-            if not other.exists() or hashlib.sha256(other.read_bytes()).hexdigest() != digest:
-                differ.append(str(f.relative_to(ROOT)))
-            count += 1
+    for dist, subpackages in NEW_MODULES.items():
+        for sub in subpackages:
+            src = ROOT / "packages" / dist / "src" / "thor" / sub
+            for f in sorted(src.rglob("*.py")):
+                other = installed / sub / f.relative_to(src)
+                digest = hashlib.sha256(f.read_bytes()).hexdigest()
+                if not other.exists() or hashlib.sha256(other.read_bytes()).hexdigest() != digest:
+                    differ.append(str(f.relative_to(ROOT)))
+                count += 1
     return count, differ
 
 
@@ -249,11 +298,13 @@ def prepare(reinstall: bool) -> dict[str, Any]:
 
     # new: our packages from the working tree, non-editable
     py = ensure_venv("new", base)
-    have = dists(py, ["hatchling", "thor", *NEW_PACKAGES])
+    have = dists(py, ["hatchling", "thor", "dnspython", *NEW_PACKAGES])
     if have["thor"]:
         pip_uninstall(py, "thor")
     if not have["hatchling"]:
         pip(py, "hatchling>=1.21", what="installing hatchling into the new venv")
+    if not have["dnspython"]:
+        pip(py, *NEW_DEPENDENCIES, what="installing thor-net's dependencies into the new venv")
     if reinstall or not all(have[d] for d in NEW_PACKAGES):
         paths = [f"./packages/{d}" for d in NEW_PACKAGES]
         pip(py, "--no-build-isolation", "--force-reinstall", "--no-deps", *paths, what="new venv")
@@ -276,14 +327,18 @@ def prepare(reinstall: bool) -> dict[str, Any]:
     for name, p in (("new", py), ("classic", pyc)):
         where = where_thor(p)
         info[name] = {"python": str(p), **where, **dists(p, ["thor", *NEW_PACKAGES])}
-        log(f"{name:8s} thor.loop from {where['thor.loop']}")
-    if not info["new"]["thor.loop"].endswith("thor/loop/__init__.py"):
-        sys.exit("the new venv does not import our thor.loop package")
-    if not info["classic"]["thor.loop"].endswith("thor/loop.py"):
-        sys.exit("the classic venv does not import thor 0.17's thor/loop.py")
-    for name in ("new", "classic"):
-        if not info[name]["thor.loop"].startswith(str(VENVS / name)):
-            sys.exit(f"{name}: thor.loop is not imported from its venv (PYTHONPATH? editable?)")
+        log(f"{name:8s} thor.loop from {where['thor.loop']}, thor.tcp from {where['thor.tcp']}")
+    for module in ("loop", "tcp"):
+        if not info["new"][f"thor.{module}"].endswith(f"thor/{module}/__init__.py"):
+            sys.exit(f"the new venv does not import our thor.{module} package")
+        if not info["classic"][f"thor.{module}"].endswith(f"thor/{module}.py"):
+            sys.exit(f"the classic venv does not import thor 0.17's thor/{module}.py")
+        for name in ("new", "classic"):
+            if not info[name][f"thor.{module}"].startswith(str(VENVS / name)):
+                sys.exit(
+                    f"{name}: thor.{module} is not imported from its venv (PYTHONPATH? editable?)"
+                )
+    info["new"]["dnspython"] = dists(py, ["dnspython"])["dnspython"]
     files, differ = tree_matches(py)
     info["new"]["differs_from_tree"] = differ
     if differ:
@@ -417,7 +472,11 @@ def progress(rec: dict[str, Any]) -> str:
         return f"{head} FAILED {rec.get('error')} {tail}"
     parts = []
     for name, case in rec["result"]["cases"].items():
-        unit = " us" if case.get("lower_is_better") else "/s"
+        unit = (
+            f" {case['unit']}"
+            if case.get("unit")
+            else (" us" if case.get("lower_is_better") else "/s")
+        )
         parts.append(f"{name}: {fmt(case['rate'])}{unit}")
     flag = f"  DISTURBED (steal {rec['steal_max']}%, foreign {rec.get('foreign_pct')}%)"
     other = (
@@ -460,6 +519,11 @@ class Row:
     @property
     def lower_is_better(self) -> bool:
         return bool(self.runs and self.runs[0]["case"].get("lower_is_better"))
+
+    @property
+    def unit(self) -> str:
+        """The headline's unit when the workload names one (e.g. "MiB/s", "KiB", "us")."""
+        return str(self.runs[0]["case"].get("unit") or "") if self.runs else ""
 
 
 def collect(records: list[dict[str, Any]]) -> dict[str, list[Row]]:
@@ -507,7 +571,7 @@ def table(w: Workload, rows: list[Row]) -> str:
     head = ["case"] if multi else []
     head += ["implementation", "median", "runs"]
     head += [h for _, h, _ in w.extras]
-    head += ["CPU s", "per CPU-s", f"vs {CLASSIC}", f"vs {w.peer}"]
+    head += ["CPU s", "per CPU-s", f"vs {CLASSIC}"] + ([f"vs {w.peer}"] if w.peer else [])
     lines = [
         f"### {w.name}: {w.title}",
         "",
@@ -517,12 +581,13 @@ def table(w: Workload, rows: list[Row]) -> str:
     for r in rows:
         classic = next((x for x in rows if x.case == r.case and x.label == CLASSIC), None)
         vs_classic = ratio(r, classic.median()) if classic else float("nan")
-        vs_peer = ratio(r, peer_best(rows, r.case, w.peer))
+        vs_peer = ratio(r, peer_best(rows, r.case, w.peer)) if w.peer else float("nan")
         used = r.used
         runs = " / ".join(
             fmt(x["case"]["rate"]) + ("" if any(x is u for u in used) else "*") for x in r.runs
         )
-        unit = " us" if r.lower_is_better else ""
+        unit = r.unit
+        unit = f" {unit}" if unit else (" us" if r.lower_is_better else "")
         cells = [r.case] if multi else []
         cells += [r.label, f"**{fmt(r.median())}**{unit}", runs]
         cells += [fmt(r.median(k), nd) for k, _, nd in w.extras]
@@ -531,7 +596,8 @@ def table(w: Workload, rows: list[Row]) -> str:
         if not r.lower_is_better:
             xs = [x["case"]["n"] / x["case"]["cpu_s"] for x in used if x["case"].get("cpu_s")]
             per_cpu = statistics.median(xs) if xs else float("nan")
-        cells += [fmt(cpu, 2), fmt(per_cpu), xfmt(vs_classic), xfmt(vs_peer)]
+        cells += [fmt(cpu, 2), fmt(per_cpu), xfmt(vs_classic)]
+        cells += [xfmt(vs_peer)] if w.peer else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -556,7 +622,11 @@ def summary(tables: dict[str, list[Row]]) -> tuple[str, dict[str, Any]]:
     def mark(ok: bool) -> str:
         return "ok" if ok else "MISS"
 
-    for workload, case in (("loop_burst", "burst"), ("echo", "round trips")):
+    for workload, case in (
+        ("loop_burst", "burst"),
+        ("echo", "round trips"),
+        ("tcp_echo", "round trips"),
+    ):
         new, old = find(tables, workload, case, NEW), find(tables, workload, case, CLASSIC)
         if new and old:
             x = ratio(new, old.median())
@@ -578,6 +648,8 @@ def summary(tables: dict[str, list[Row]]) -> tuple[str, dict[str, Any]]:
         ("run_in_loop", "latency"),
         ("timers", "create+cancel"),
         ("echo", "round trips"),
+        ("tcp_echo", "round trips"),
+        ("tcp_bulk", "throughput"),
     ):
         new = find(tables, workload, case, NEW)
         if new:
@@ -588,6 +660,22 @@ def summary(tables: dict[str, list[Row]]) -> tuple[str, dict[str, Any]]:
                 vs.append(f"{name} {x:.2f} {mark(x >= GOAL_VS_ASYNCIO)}")
     if vs:
         items.append("new vs best asyncio row (>=0.67): " + ", ".join(vs))
+    slow = find(tables, "tcp_slow_reader", "peak queued", NEW)
+    if slow:
+        # every run counts here (a disturbed run does not make memory grow)
+        queued = max(r["case"]["rate"] for r in slow.runs)
+        rss = max(
+            max(r["case"].get("rss_growth_mib", 0.0), r["case"].get("rss_sampled_growth_mib", 0.0))
+            for r in slow.runs
+        )
+        intact = all(r["case"].get("intact") == 1 for r in slow.runs)
+        ok = queued <= GOAL_SLOW_QUEUED_KIB and rss <= GOAL_SLOW_RSS_MIB and intact
+        data["tcp_slow_reader new"] = {"peak_queued_kib": queued, "rss_mib": rss, "intact": intact}
+        items.append(
+            f"slow reader (new, worst run): queued {queued:,.0f} KiB, RSS +{rss:.1f} MiB, "
+            f"{'intact' if intact else 'DATA LOST'} {mark(ok)} "
+            f"(<= {GOAL_SLOW_QUEUED_KIB} KiB, <= {GOAL_SLOW_RSS_MIB:g} MiB, intact)"
+        )
     return ("**Goals:** " + " | ".join(items)) if items else "", data
 
 
@@ -675,7 +763,8 @@ def main() -> int:
         f"{NOISY_STEAL:g}% or other processes > {NOISY_FOREIGN:g}% of the pinned CPU; left out "
         f"of the median when 2 clean runs remain). Ratio columns: > 1 means better than that "
         f"row (latency too). thor new = thor-loop {venvs['new'].get('thor-loop')} + thor-events "
-        f"{venvs['new'].get('thor-events')} from the working tree; pyee "
+        f"{venvs['new'].get('thor-events')} + thor-net {venvs['new'].get('thor-net')} (dnspython "
+        f"{venvs['new'].get('dnspython')}) from the working tree; pyee "
         f"{venvs['peers'].get('pyee')}, uvloop {venvs['peers'].get('uvloop')}; Python "
         f"{venvs['python']}."
     )

@@ -51,10 +51,14 @@ def describe(impl: str) -> dict[str, Any]:
         info["thor.loop"] = thor.loop.__file__
         info["thor.events"] = thor.events.__file__
         info["thor.loop.__version__"] = getattr(thor.loop, "__version__", None)
+        tcp = sys.modules.get("thor.tcp")
+        if tcp is not None:
+            info["thor.tcp"] = tcp.__file__
         try:
             from importlib.metadata import version
 
-            info["dist"] = {d: _dist_version(version, d) for d in ("thor", "thor-loop")}
+            dists = ("thor", "thor-loop", "thor-net", "dnspython")
+            info["dist"] = {d: _dist_version(version, d) for d in dists}
         except ImportError:  # pragma: no cover
             pass
     elif impl == "uvloop":

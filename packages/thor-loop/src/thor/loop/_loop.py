@@ -233,12 +233,11 @@ class LoopBase(EventEmitter):
                     delay = deadline - monotonic()
                     events = poll(min(delay, _MAX_POLL_TIMEOUT) if delay > 0 else 0)
                 now = last_poll = monotonic()
-            if events:
+            if events:  # timers are then checked against the time the poll returned
                 if self.debug:
                     self._dispatch_batch(events)
                 else:
                     dispatch(events)
-                now = monotonic()
             if heap and heap[0][0] <= now + 1e-6:
                 timers.pop_due(now + 1e-6, ready)
             if async_queue:
