@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import importlib.util
+import json
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -320,3 +322,42 @@ def test_check_ip_filters_resolved_addresses(net: Net, monkeypatch: pytest.Monke
     assert seen["connect_error"] == []
     assert seen["connect"][0].socket.getpeername() == good[4]
     assert asked == [refused_by_policy[4][0], "127.0.0.1"]
+
+
+def _can_unshare_network() -> bool:
+    try:
+        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_network(), reason="needs `unshare --net` (root, util-linux)")
+def test_unreachable_network_is_a_socket_connect_error() -> None:
+    """In a network namespace whose loopback is down, 127.0.0.1 is unreachable: ENETUNREACH."""
+    script = (
+        "import json, thor.loop\n"
+        "from thor.tcp import TcpClient\n"
+        "loop = thor.loop.make()\n"
+        "client = TcpClient(loop)\n"
+        "seen = []\n"
+        "client.on('connect_error', lambda *a: (seen.append(list(a)), loop.stop()))\n"
+        "client.on('connect', lambda conn: (seen.append('connected'), loop.stop()))\n"
+        "loop.schedule(10, loop.stop)\n"
+        "client.connect(b'127.0.0.1', 80)\n"
+        "loop.run()\n"
+        "print(json.dumps(seen))\n"
+    )
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(seen) == 1, seen
+    err_type, err_id, err_str = seen[0]
+    assert err_type == "socket"
+    assert err_id == errno.ENETUNREACH
+    assert err_str

@@ -201,7 +201,9 @@ class TcpClient(EventSource):
             sock.close()
             self._last_error = ("socket", code, os.strerror(code))
         if self._busy and not self._attempts:
-            self._error(*(self._last_error or ("socket", errno.EHOSTUNREACH, "no address")))
+            # reported from the loop, never from inside connect(): the caller may not be ready
+            error = self._last_error or ("socket", errno.EHOSTUNREACH, "no address")
+            self.loop.schedule(0, self._error, *error)
 
     def _attempt_finished(self, attempt: _Attempt) -> None:
         try:
