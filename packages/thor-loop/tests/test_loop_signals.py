@@ -129,3 +129,24 @@ def test_add_signal_handler_outside_the_main_thread_raises(loop: LoopBase) -> No
     thread.join()
     assert len(errors) == 1
     assert signal.getsignal(signal.SIGUSR1) == previous
+
+
+def _current_wakeup_fd() -> int:
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd)
+    return fd
+
+
+def test_a_signal_wakeup_fd_is_installed_while_signals_are_handled(loop: LoopBase) -> None:
+    """The C-level handler must wake the poll itself: a signal landing just before the loop
+    enters its poll would otherwise wait for the next event."""
+    before = _current_wakeup_fd()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+    installed = _current_wakeup_fd()
+    assert installed not in (-1, before)
+    assert loop.fd_count() == 0  # the loop's own fd is not the application's
+    os.write(installed, b"\x0a")  # what the C handler writes: the loop drains it
+    loop.schedule(0.05, loop.stop)
+    loop.run()
+    loop.remove_signal_handler(signal.SIGUSR1)
+    assert _current_wakeup_fd() == before

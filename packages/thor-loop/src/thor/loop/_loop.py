@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from thor.events import EventEmitter
 
 from ._errors import LoopError
-from ._registration import EVENT_MASKS, FdHandler, FdRegistration, events_to_mask
+from ._registration import EVENT_MASKS, FD_READABLE, FdHandler, FdRegistration, events_to_mask
+from ._signals import SignalWakeup
 from ._timers import ScheduledEvent, TimerHeap
 from ._wakeup import Waker
 
@@ -74,6 +75,22 @@ class _WakerSource:
         pass
 
     handle_fd_error = handle_fd_close = handle_fd_writable
+
+
+def _internal(registration: FdRegistration) -> bool:
+    """True for the loop's own fds (wake-up, signals), which are not the application's."""
+    return isinstance(registration.source, _WakerSource)
+
+
+class _SignalSource(_WakerSource):
+    """The loop's own registration for its signal wake-up pipe."""
+
+    __slots__ = ()
+
+    def handle_fd_readable(self) -> None:
+        wakeup = self.loop._signal_wakeup
+        if wakeup is not None:
+            wakeup.drain()
 
 
 class LoopBase(EventEmitter):
@@ -121,6 +138,7 @@ class LoopBase(EventEmitter):
         self._thread_id: int | None = None
         self._exception_handler: ExceptionHandler | None = None
         self._signal_handlers: dict[int, tuple[Callable[..., object], tuple[Any, ...], Any]] = {}
+        self._signal_wakeup: SignalWakeup | None = None
         self._closed = False
         self._waker = Waker()
         self._wake_pending = False
@@ -180,7 +198,7 @@ class LoopBase(EventEmitter):
             event._cancelled = True
         self._timers.clear()
         self._async_queue.clear()
-        for fd in [fd for fd in self._registrations if fd != self._waker_fd]:
+        for fd in [fd for fd, reg in self._registrations.items() if not _internal(reg)]:
             self._fd_unregister(fd)
         self.emit("stop")
 
@@ -417,6 +435,9 @@ class LoopBase(EventEmitter):
         if signum in self._signal_handlers:
             previous = self._signal_handlers[signum][2]
         self._signal_handlers[signum] = (callback, args, previous)
+        if self._signal_wakeup is None:
+            self._signal_wakeup = SignalWakeup()
+            self._fd_register(self._signal_wakeup.fileno(), FD_READABLE, _SignalSource(self))
 
     def remove_signal_handler(self, signum: int) -> bool:
         """Stop handling ``signum``; the handler in place before is restored.
@@ -428,6 +449,11 @@ class LoopBase(EventEmitter):
         if entry is None:
             return False
         signal.signal(signum, entry[2] if entry[2] is not None else signal.SIG_DFL)
+        wakeup = self._signal_wakeup
+        if not self._signal_handlers and wakeup is not None:
+            self._signal_wakeup = None
+            self._fd_unregister(wakeup.fileno())
+            wakeup.close()
         return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -464,11 +490,11 @@ class LoopBase(EventEmitter):
 
     def registered_fd_handlers(self) -> list[Any]:
         """The sources (usually EventSources) of every registered fd."""
-        return [reg.source for fd, reg in self._registrations.items() if fd != self._waker_fd]
+        return [reg.source for reg in self._registrations.values() if not _internal(reg)]
 
     def fd_count(self) -> int:
         """How many fds are registered."""
-        return len(self._registrations) - (self._waker_fd in self._registrations)
+        return sum(1 for reg in self._registrations.values() if not _internal(reg))
 
     # -- file descriptors: the fast internal interface ------------------------------------------
 
