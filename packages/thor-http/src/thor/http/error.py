@@ -85,20 +85,6 @@ class HttpError(Exception):
         return f"<{type(self).__name__} {self.desc!r} detail={self.detail!r}>"
 
 
-def _kind(
-    name: str,
-    desc: str,
-    status: tuple[bytes, bytes],
-    code: str,
-    base: type[HttpError] = HttpError,
-    *,
-    client_recoverable: bool = False,
-    server_recoverable: bool = False,
-) -> type[HttpError]:
-    # not used: the classes below are spelled out so that type checkers and readers see them
-    raise NotImplementedError  # pragma: no cover
-
-
 _400 = (b"400", b"Bad Request")
 
 # -- message syntax (raised by the parser: P) -----------------------------------------------------
