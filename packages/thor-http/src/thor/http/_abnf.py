@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "FIELD_NAME_CACHE",
     "MAX_DECIMAL_DIGITS",
     "OWS",
     "field_name_lower",
@@ -39,6 +40,10 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 _name_cache: dict[bytes, bytes] = {}
 _NAME_CACHE_LIMIT = 4096
+
+#: validated field names mapped to their lower-case form, filled by ``field_name_lower``: hot
+#: paths look a name up here first (a hit means the name is a token) and call it on a miss
+FIELD_NAME_CACHE = _name_cache
 
 
 def is_token(value: bytes) -> bool:

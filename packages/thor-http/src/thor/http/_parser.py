@@ -26,6 +26,11 @@ that treats a bare LF differently sees different field boundaries) and ``lenient
 (unfold obsolete line folding with one space; risk: intermediaries that do not unfold forward
 something else). After any error the parser is dead: the connection must be closed.
 
+Same input, same outcome, however it is cut: a head or trailer section is parsed once it is
+complete, and the errors that can be seen before that (a request line over its limit, a line
+ending in LF alone, a section over its limit) are checked on every partial section, the one whose
+evidence comes first winning (``_section_errors``), on complete and partial sections alike.
+
 The parser never raises anything but ``HttpError`` subclasses and always consumes or buffers
 its input: every loop iteration either advances or returns waiting for more bytes.
 """
@@ -36,7 +41,7 @@ import re
 from typing import Protocol
 
 from . import _limits
-from ._abnf import OWS, field_name_lower, is_token, parse_decimal, parse_hex
+from ._abnf import FIELD_NAME_CACHE, OWS, field_name_lower, is_token, parse_decimal, parse_hex
 from .error import (
     BareCRError,
     BodyTooLargeError,
@@ -82,14 +87,24 @@ _STOPPED, _DEAD = 7, 8
 
 #: bytes a head may not contain anywhere (CR and LF are checked as line structure)
 _BAD_HEAD_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
+#: the same bytes, plus CR and LF: deleting them all from a well-formed block removes exactly two
+#: bytes per CRLF (one C-level pass instead of a regex scan and two counts)
+_LINE_AND_BAD_BYTES = bytes([*range(0x09), 0x0A, 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), 0x7F])
 _HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]").fullmatch
 #: uri-host [ ":" port ] as a Host value: reg-name / IPv4 / IP-literal (RFC 9110 §7.2, 3986 §3.2.2)
 _HOST_VALUE = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
 ).fullmatch
+#: authority-form = uri-host ":" port, both present (RFC 9112 §3.2.3)
+_AUTHORITY = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}"
+).fullmatch
 _CHUNK_EXT_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f\"]").search
 
 _METHOD_CACHE: dict[bytes, bool] = {}
+#: Host values already validated (a server sees the same few all day)
+_HOST_CACHE: dict[bytes, bool] = {}
+_CACHE_LIMIT = 256
 
 
 class ParserOwner(Protocol):
@@ -113,9 +128,14 @@ class Head:
         chunked: Transfer-Encoding ends in chunked.
         framing: NO_BODY, COUNTED, CHUNKED or CLOSE, as the fields say.
         connection: the lower-case tokens of the Connection field(s).
-        keep_alive: whether the connection persists after this message (version and Connection).
-        expect_continue: the request carries ``Expect: 100-continue``.
-        upgrade: the message asks for (request) or agrees to (101 response) a protocol upgrade.
+        keep_alive: whether the connection persists after this message, as its fields say
+            (version and Connection; an HTTP/1.0 message with Transfer-Encoding does not). A
+            body read until close (``framing == CLOSE``, unless the owner frames it otherwise)
+            ends the connection whatever this says.
+        expect_continue: the HTTP/1.1 request carries ``Expect: 100-continue`` (ignored in
+            HTTP/1.0, RFC 9110 §10.1.1).
+        upgrade: the HTTP/1.1 message asks for (request) or agrees to (101 response) a protocol
+            upgrade: an Upgrade field and ``upgrade`` in Connection.
         host: the Host field value of a request (None without one).
         header_length: bytes of the head on the wire, start line and final blank line included.
     """
@@ -261,21 +281,19 @@ class HttpParser:
                 if pos < 0:
                     return
             elif state == _CHUNK_END:
-                if end - pos < 2:
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                    self.transfer_length += 2
+                    self._state = _CHUNK_SIZE
+                elif data[pos] == 10 and self.lenient_bare_lf:
+                    pos += 1
+                    self.transfer_length += 1
+                    self._state = _CHUNK_SIZE
+                elif data[pos] == 13 and end - pos == 1:
                     self._buf = data[pos:]
-                    if data[pos : pos + 1] != b"\r":
-                        raise ChunkTerminatorError(f"chunk data followed by {data[pos:]!r}")
                     return
-                if data[pos : pos + 2] != b"\r\n":
-                    if self.lenient_bare_lf and data[pos : pos + 1] == b"\n":
-                        pos += 1
-                        self.transfer_length += 1
-                        self._state = _CHUNK_SIZE
-                        continue
+                else:
                     raise ChunkTerminatorError(f"chunk data followed by {data[pos : pos + 2]!r}")
-                pos += 2
-                self.transfer_length += 2
-                self._state = _CHUNK_SIZE
             elif state == _TRAILERS:
                 pos = self._parse_trailers(data, pos)
                 if pos < 0:
@@ -341,30 +359,34 @@ class HttpParser:
     def _parse_head(self, data: bytes, pos: int) -> int:
         """Parse a head starting at ``pos``; return the position after it, or -1 when the head
         is not complete yet (the rest is buffered)."""
-        if data.startswith(b"\r\n", pos) or data.startswith(b"\n", pos):
-            # empty lines before a start line are ignored (RFC 9112 §2.2); LF alone too
-            while data.startswith(b"\r\n", pos) or data.startswith(b"\n", pos):
-                pos += 2 if data[pos] == 13 else 1
+        lenient = self.lenient_bare_lf
+        if data.startswith(b"\r\n", pos) or (lenient and data.startswith(b"\n", pos)):
+            # empty lines before a start line are ignored (RFC 9112 §2.2); LF alone only when
+            # LF line endings are accepted
+            while True:
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                elif lenient and data.startswith(b"\n", pos):
+                    pos += 1
+                else:
+                    break
             if pos == len(data):
                 return pos
         scan = max(pos, self._scan)
-        end = data.find(b"\r\n\r\n", scan)
-        bare = data.find(b"\n\n", scan)
-        if bare != -1 and (end == -1 or bare < end):
-            if not self.lenient_bare_lf:
-                raise HeaderLineEndingError("a line of the head ends with LF alone")
-            head_end, after = bare, bare + 2
-        elif end != -1:
-            head_end, after = end, end + 4
+        if lenient:
+            head_end, after = _lenient_section_end(data, scan)
         else:
-            self._check_partial_head(data, pos)
+            head_end = data.find(b"\r\n\r\n", scan)
+            after = head_end + 4
+        if head_end == -1:
+            self._section_errors(data, pos, scan, len(data), self.requests)
             self._buf = data[pos:]
             self._scan = max(0, len(data) - pos - 3)
             return -1
         self._scan = 0
         size = after - pos
-        if size > self.max_field_section:
-            raise FieldSectionTooLargeError(f"{size} bytes (limit {self.max_field_section})")
+        if size > self.max_field_section or (self.requests and size >= self.max_request_line + 2):
+            self._section_errors(data, pos, scan, after, self.requests)
         head = self._head_from(data[pos:head_end])
         head.header_length = size
         self.header_length = size
@@ -372,37 +394,59 @@ class HttpParser:
         self._start_message(head)
         return after
 
-    def _check_partial_head(self, data: bytes, pos: int) -> None:
-        """Fail early on an incomplete head that is already too large."""
-        pending = len(data) - pos
-        if self.requests and pending > self.max_request_line:
-            line_end = data.find(b"\n", pos, pos + self.max_request_line + 1)
-            if line_end == -1:
-                raise RequestTargetTooLongError(
-                    f"request line longer than {self.max_request_line} bytes"
-                )
-        if pending > self.max_field_section:
-            raise FieldSectionTooLargeError(
-                f"more than {self.max_field_section} bytes without the end of the head"
-            )
+    def _section_errors(
+        self, data: bytes, pos: int, scan: int, stop: int, request_line: bool
+    ) -> None:
+        """Raise the error whose evidence comes first in ``data[pos:stop]``, a head or trailer
+        section, complete or not yet: a request line over max_request_line (414), a line ending
+        in LF alone (unless lenient_bare_lf), more than max_field_section bytes (431).
+
+        These are the errors found before a section is complete; raising the one whose
+        evidence comes first (wherever the input was cut) is what makes the error the same for
+        any split of the input. Bytes before ``scan`` were checked by an earlier call.
+        """
+        error: HttpError | None = None
+        point = 0  # bytes (from the start of data) it takes to see ``error``
+        pending = stop - pos
+        limit = self.max_request_line
+        if request_line and pending >= limit + 2 and data.find(b"\n", pos, pos + limit + 2) < 0:
+            error = RequestTargetTooLongError(f"request line longer than {limit} bytes")
+            point = pos + limit + 2
+        limit = self.max_field_section
+        if pending > limit and (error is None or pos + limit + 1 < point):
+            error = FieldSectionTooLargeError(f"more than {limit} bytes in a field section")
+            point = pos + limit + 1
+        if not self.lenient_bare_lf:
+            bare = _bare_lf(data, pos, scan, stop)
+            if bare >= 0 and (error is None or bare + 1 < point):
+                error = HeaderLineEndingError("a line of the head ends with LF alone")
+        if error is not None:
+            raise error
 
     def _lines(self, block: bytes) -> list[bytes]:
-        """The lines of a head or trailer block, line structure and bytes checked."""
+        """The lines of a head or trailer block, line structure and bytes checked.
+
+        Strict: ``block`` ends before the CRLF of its last line, lines end with CRLF. With
+        lenient_bare_lf, ``block`` ends before the LF of its last line, and a line ends with LF
+        after an optional CR.
+        """
+        if self.lenient_bare_lf:
+            bad = _BAD_HEAD_BYTE(block)
+            if bad is not None:
+                raise HeaderValueError(f"forbidden byte {bad.group()!r} in the head")
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in block.split(b"\n")]
+            for line in lines:
+                if 13 in line:
+                    raise BareCRError("a CR not followed by LF in the head")
+            return lines
+        lines = block.split(b"\r\n")
+        if len(block) - len(block.translate(None, _LINE_AND_BAD_BYTES)) == 2 * len(lines) - 2:
+            return lines  # no forbidden byte, every CR and every LF in a CRLF
+        if _bare_lf(block, 0, 0, len(block)) >= 0:
+            raise HeaderLineEndingError("a line of the head ends with LF alone")
         bad = _BAD_HEAD_BYTE(block)
         if bad is not None:
             raise HeaderValueError(f"forbidden byte {bad.group()!r} in the head")
-        lines = block.split(b"\r\n")
-        crs = block.count(b"\r")
-        lfs = block.count(b"\n")
-        if crs == lfs == len(lines) - 1:
-            return lines
-        if lfs > len(lines) - 1:  # some line ends with LF alone
-            if not self.lenient_bare_lf:
-                raise HeaderLineEndingError("a line of the head ends with LF alone")
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in block.split(b"\n")]
-            if any(b"\r" in line for line in lines):
-                raise BareCRError("a CR not followed by LF in the head")
-            return lines
         raise BareCRError("a CR not followed by LF in the head")
 
     def _head_from(self, block: bytes) -> Head:
@@ -414,8 +458,9 @@ class HttpParser:
             self._status_line(head, lines[0])
         if len(lines) - 1 > self.max_fields:
             raise TooManyFieldsError(f"{len(lines) - 1} field lines (limit {self.max_fields})")
-        headers = head.headers = self._fields(lines, 1, first_is_top=True)
-        self._interpret(head, headers)
+        special: list[tuple[bytes, int]] = []
+        headers = head.headers = self._fields(lines[1:], special)
+        self._interpret(head, headers, special)
         return head
 
     def _request_line(self, head: Head, line: bytes) -> None:
@@ -432,19 +477,19 @@ class HttpParser:
         if method not in _METHOD_CACHE:
             if not is_token(method):
                 raise RequestLineError(f"invalid method {method!r}")
-            if len(_METHOD_CACHE) < 256:
+            if len(_METHOD_CACHE) < _CACHE_LIMIT:
                 _METHOD_CACHE[method] = True
-        if not target:
-            raise RequestLineError("empty request target")
+        if not target or 9 in target:
+            raise RequestLineError(f"empty request target, or HTAB in it: {target[:40]!r}")
         head.method = method
         head.target = target
-        head.version = _version(version, RequestLineError)
-        first = target[0]
-        if first == 47:  # "/": origin-form
-            return
-        if method == b"CONNECT":  # authority-form
-            if not _HOST_VALUE(target) or b":" not in target:
+        if version != b"HTTP/1.1":  # (the default)
+            head.version = _version(version, RequestLineError)
+        if method == b"CONNECT":  # authority-form, and only it (RFC 9112 §3.2.3)
+            if not _AUTHORITY(target):
                 raise RequestLineError(f"invalid CONNECT target {target!r}")
+            return
+        if target[0] == 47:  # "/": origin-form
             return
         if target == b"*":
             if method != b"OPTIONS":
@@ -465,82 +510,116 @@ class HttpParser:
         head.status = status
         head.phrase = parts[2] if len(parts) == 3 else b""
 
-    def _fields(self, lines: list[bytes], start: int, first_is_top: bool) -> RawHeaders:
+    def _fields(self, lines: list[bytes], special: list[tuple[bytes, int]]) -> RawHeaders:
+        """The field lines as (name, value); ``special`` gets (lower-case name, index) of each
+        field that says something about framing or the connection (``_SPECIAL_FIELDS``)."""
         fields: RawHeaders = []
         append = fields.append
-        for index in range(start, len(lines)):
-            line = lines[index]
-            colon = line.find(b":")
-            if colon > 0:
-                name = line[:colon]
-                if field_name_lower(name) is None:
-                    if name[:1] in (b" ", b"\t"):
-                        self._fold(fields, line, first_is_top and index == start)
-                        continue
-                    if name[-1:] in (b" ", b"\t"):
-                        raise HeaderSpaceError(f"whitespace before the colon in {name!r}")
-                    raise HeaderNameError(f"invalid field name {name!r}")
-                append((name, line[colon + 1 :]))
-            elif line[:1] in (b" ", b"\t"):
-                self._fold(fields, line, first_is_top and index == start)
-            elif colon == 0:
-                raise HeaderNameError("empty field name")
-            else:
-                raise HeaderNoColonError(f"field line without a colon: {line[:40]!r}")
+        known = FIELD_NAME_CACHE.get
+        special_names = _SPECIAL_FIELDS
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            lower = known(name)
+            if lower is None or not colon:
+                lower = self._field_name(fields, line, name, colon)
+                if lower is None:
+                    continue  # folded into the previous field
+            if lower in special_names:
+                special.append((lower, len(fields)))
+            append((name, value))
         return fields
 
-    def _fold(self, fields: RawHeaders, line: bytes, first: bool) -> None:
-        if first or not fields:
+    def _field_name(
+        self, fields: RawHeaders, line: bytes, name: bytes, colon: bytes
+    ) -> bytes | None:
+        """The lower-case name of a field line not seen before; None when the line continues
+        the previous field (lenient_obs_fold).
+
+        Raises:
+            HttpError: the line is not a valid field line.
+        """
+        if not colon:
+            if line[:1] in (b" ", b"\t"):
+                self._fold(fields, line)
+                return None
+            raise HeaderNoColonError(f"field line without a colon: {line[:40]!r}")
+        if not name:
+            raise HeaderNameError("empty field name")
+        lower = field_name_lower(name)
+        if lower is not None:
+            return lower
+        if name[:1] in (b" ", b"\t"):
+            self._fold(fields, line)
+            return None
+        if name[-1:] in (b" ", b"\t"):
+            raise HeaderSpaceError(f"whitespace before the colon in {name!r}")
+        raise HeaderNameError(f"invalid field name {name[:40]!r}")
+
+    def _fold(self, fields: RawHeaders, line: bytes) -> None:
+        if not fields:
             raise TopLineSpaceError("whitespace before the first field line")
         if not self.lenient_obs_fold:
             raise ObsoleteFoldError(f"folded continuation line {line[:40]!r}")
         name, value = fields[-1]
         fields[-1] = (name, value.rstrip(OWS) + b" " + line.strip(OWS))
 
-    def _interpret(self, head: Head, headers: RawHeaders) -> None:
+    def _interpret(self, head: Head, headers: RawHeaders, special: list[tuple[bytes, int]]) -> None:
         """Framing and connection facts from the fields (RFC 9112 §6, §9.6; RFC 9110 §7.2)."""
         lengths: list[bytes] = []
         codings: list[bytes] = []
         connection: list[bytes] = []
         hosts: list[bytes] = []
-        for name, value in headers:
-            lower = field_name_lower(name) or name.lower()
-            if lower not in _SPECIAL_FIELDS:
-                continue
+        for lower, index in special:
+            value = headers[index][1]
             if lower == b"content-length":
                 lengths.append(value.strip(OWS))
             elif lower == b"transfer-encoding":
                 codings += [c.strip(OWS).lower() for c in value.split(b",")]
             elif lower == b"connection":
-                connection += [c.strip(OWS).lower() for c in value.split(b",")]
+                if 44 in value:  # ","
+                    connection += [c.strip(OWS).lower() for c in value.split(b",")]
+                else:
+                    connection.append(value.strip(OWS).lower())
             elif lower == b"host":
                 hosts.append(value.strip(OWS))
             elif lower == b"expect":
                 if value.strip(OWS).lower() == b"100-continue":
                     head.expect_continue = True
-            elif lower == b"upgrade":
+            else:  # upgrade
                 head.upgrade = True
-        head.connection = tuple(c for c in connection if c)
-        if head.version == b"1.1":
-            head.keep_alive = b"close" not in head.connection
-        else:
-            head.keep_alive = b"keep-alive" in head.connection and b"close" not in head.connection
-        if head.upgrade and b"upgrade" not in head.connection:
-            head.upgrade = False  # Upgrade is only meaningful when Connection lists it
+        http11 = head.version == b"1.1"
+        if connection:
+            if b"" in connection:
+                connection = [c for c in connection if c]
+            tokens = head.connection = tuple(connection)
+            if http11:
+                head.keep_alive = b"close" not in tokens
+            else:
+                head.keep_alive = b"keep-alive" in tokens and b"close" not in tokens
+        elif not http11:
+            head.keep_alive = False
+        if head.upgrade and (not http11 or b"upgrade" not in head.connection):
+            # Upgrade means something only when Connection lists it, and never in HTTP/1.0
+            # (RFC 9110 §7.8)
+            head.upgrade = False
+        if head.expect_continue and not http11:
+            head.expect_continue = False  # to be ignored in HTTP/1.0 (RFC 9110 §10.1.1)
         if self.requests:
             self._check_host(head, hosts)
         if codings:
             if lengths:
                 raise TransferEncodingCLError("both Transfer-Encoding and Content-Length")
-            if head.version == b"1.0" and self.requests:
-                raise RequestTransferEncodingError("Transfer-Encoding in an HTTP/1.0 request")
+            if not http11:
+                if self.requests:
+                    raise RequestTransferEncodingError("Transfer-Encoding in an HTTP/1.0 request")
+                head.keep_alive = False  # faulty framing: close after it (RFC 9112 §6.1)
             codings = [c for c in codings if c]
             if not codings:
                 raise TransferCodeError("empty Transfer-Encoding")
             for coding in codings[:-1]:
-                if coding == b"chunked":
+                if coding == b"chunked" and self.requests:
                     raise RequestTransferEncodingError("chunked is not the last coding")
-                raise TransferCodeError(f"unsupported transfer coding {coding!r}")
+                raise TransferCodeError(f"transfer coding {coding!r} before the last one")
             if codings[-1] != b"chunked":
                 if self.requests:
                     raise RequestTransferEncodingError(
@@ -573,13 +652,20 @@ class HttpParser:
                 raise HostRequiredError("HTTP/1.1 request without Host")
             return
         host = hosts[0]
-        if not _HOST_VALUE(host):
-            raise InvalidHostError(f"invalid Host {host!r}")
+        if host not in _HOST_CACHE:
+            if not _HOST_VALUE(host):
+                raise InvalidHostError(f"invalid Host {host!r}")
+            if len(_HOST_CACHE) < _CACHE_LIMIT:
+                _HOST_CACHE[host] = True
         head.host = host
 
     # -- message boundaries ---------------------------------------------------------------------
 
     def _start_message(self, head: Head) -> None:
+        max_body = self.max_body_size
+        if max_body is not None and self.requests and (head.content_length or 0) > max_body:
+            # refused before the owner sees the request: nothing of it reaches an application
+            raise BodyTooLargeError(f"Content-Length {head.content_length} (limit {max_body})")
         framing = self.owner.input_start(head)
         if self._state == _DEAD:
             return
@@ -590,7 +676,6 @@ class HttpParser:
                     self._state = _STOPPED
                     self._paused = True
                 return  # interim response: the next head follows
-        max_body = self.max_body_size
         self._body_seen = 0
         if framing == COUNTED:
             length = head.content_length or 0
@@ -650,30 +735,58 @@ class HttpParser:
             self.transfer_length += 2
             self._message_done([])
             return pos + 2
-        if len(data) - pos < 2:
-            self._buf = data[pos:]
-            return -1
-        if self.lenient_bare_lf and data.startswith(b"\n", pos):
+        lenient = self.lenient_bare_lf
+        if lenient and data[pos] == 10:
             self.transfer_length += 1
             self._message_done([])
             return pos + 1
-        end = data.find(b"\r\n\r\n", pos)
+        scan = max(pos, self._scan)
+        if lenient:
+            end, after = _lenient_section_end(data, scan)
+        else:
+            end = data.find(b"\r\n\r\n", scan)
+            after = end + 4
         if end == -1:
-            if len(data) - pos > self.max_field_section:
-                raise FieldSectionTooLargeError(f"trailers over {self.max_field_section} bytes")
-            if data.find(b"\n\n", pos) != -1 and not self.lenient_bare_lf:
-                raise HeaderLineEndingError("a trailer line ends with LF alone")
+            self._section_errors(data, pos, scan, len(data), False)
             self._buf = data[pos:]
+            self._scan = max(0, len(data) - pos - 3)
             return -1
-        if end + 4 - pos > self.max_field_section:
-            raise FieldSectionTooLargeError(f"trailers over {self.max_field_section} bytes")
+        self._scan = 0
+        if after - pos > self.max_field_section:
+            self._section_errors(data, pos, scan, after, False)
         lines = self._lines(data[pos:end])
         if len(lines) > self.max_fields:
             raise TooManyFieldsError(f"{len(lines)} trailer lines (limit {self.max_fields})")
-        trailers = self._fields(lines, 0, first_is_top=True)
-        self.transfer_length += end + 4 - pos
+        trailers = self._fields(lines, [])
+        self.transfer_length += after - pos
         self._message_done(trailers)
-        return end + 4
+        return after
+
+
+def _bare_lf(data: bytes, pos: int, start: int, stop: int) -> int:
+    """The index of the first LF in ``data[start:stop]`` without a CR before it (a section
+    starts at ``pos``: an LF there has none), or -1."""
+    low = start - 1 if start > pos else pos
+    if data.count(b"\n", start, stop) == data.count(b"\r\n", low, stop):
+        return -1
+    lf = data.find(b"\n", start, stop)
+    while lf >= 0:
+        if lf == pos or data[lf - 1] != 13:
+            return lf
+        lf = data.find(b"\n", lf + 1, stop)
+    return -1  # pragma: no cover - the counts said there is one
+
+
+def _lenient_section_end(data: bytes, scan: int) -> tuple[int, int]:
+    """With LF line endings accepted: (where the last line's LF is, where the section ends) for
+    the first empty line at or after ``scan``, or (-1, -1)."""
+    lf_lf = data.find(b"\n\n", scan)
+    lf_crlf = data.find(b"\n\r\n", scan)
+    if lf_lf >= 0 and (lf_crlf < 0 or lf_lf < lf_crlf):
+        return lf_lf, lf_lf + 2
+    if lf_crlf >= 0:
+        return lf_crlf, lf_crlf + 3
+    return -1, -1
 
 
 def _version(version: bytes, error: type[HttpError]) -> bytes:

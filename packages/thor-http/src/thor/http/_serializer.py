@@ -6,7 +6,7 @@ header value taken from one peer can never inject fields or messages towards ano
 built as one flat list joined once; forbidden bytes are found with one scan of the result.
 
 A relayed field is written back byte-identical: a value that starts with whitespace (as values
-are kept from the wire) is written right after the colon, others after ``": "``.
+are kept from the wire), or is empty, is written right after the colon, others after ``": "``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ __all__ = [
 LAST_CHUNK = b"0\r\n\r\n"
 
 _BAD_OUTPUT_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
+#: the same bytes, for ``bytes.translate`` (one C-level pass, several times faster than the regex)
+_BAD_OUTPUT_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f]").search
 _STATUS = re.compile(rb"[1-9][0-9][0-9]").fullmatch
 
@@ -40,7 +42,7 @@ def _fields(lines: list[bytes], headers: RawHeaderListType) -> None:
             raise OutputSyntaxError(f"invalid field name {name!r}")
         if 13 in value or 10 in value:
             raise OutputSyntaxError(f"CR or LF in the value of {name!r}")
-        if value[:1] in (b" ", b"\t"):
+        if not value or value[0] in (32, 9):  # empty, or starts with SP / HTAB
             append(name + b":" + value + b"\r\n")
         else:
             append(name + b": " + value + b"\r\n")
@@ -49,10 +51,17 @@ def _fields(lines: list[bytes], headers: RawHeaderListType) -> None:
 def _finish(lines: list[bytes]) -> bytes:
     lines.append(b"\r\n")
     head = b"".join(lines)
-    bad = _BAD_OUTPUT_BYTE(head)
-    if bad is not None:
+    if len(head.translate(None, _BAD_OUTPUT_BYTES)) != len(head):
+        bad = _BAD_OUTPUT_BYTE(head)
+        assert bad is not None
         raise OutputSyntaxError(f"forbidden byte {bad.group()!r} in the message head")
     return head
+
+
+def _version(version: bytes) -> bytes:
+    if version not in (b"1.1", b"1.0"):
+        raise OutputSyntaxError(f"invalid HTTP version {version!r}")
+    return version
 
 
 def request_head(
@@ -61,13 +70,13 @@ def request_head(
     """The serialised head of a request (request line, fields, blank line).
 
     Raises:
-        OutputSyntaxError: an invalid method, target or field.
+        OutputSyntaxError: an invalid method, target, version or field.
     """
     if not is_token(method):
         raise OutputSyntaxError(f"invalid method {method!r}")
     if not target or _BAD_TARGET_BYTE(target) is not None:
         raise OutputSyntaxError(f"invalid request target {target!r}")
-    lines = [method + b" " + target + b" HTTP/" + version + b"\r\n"]
+    lines = [method + b" " + target + b" HTTP/" + _version(version) + b"\r\n"]
     _fields(lines, headers)
     return _finish(lines)
 
@@ -78,19 +87,22 @@ def response_head(
     """The serialised head of a response (status line, fields, blank line).
 
     Raises:
-        OutputSyntaxError: an invalid status (three digits), phrase or field.
+        OutputSyntaxError: an invalid status (three digits), phrase, version or field.
     """
     if not _STATUS(status):
         raise OutputSyntaxError(f"invalid status code {status!r}")
     if 13 in phrase or 10 in phrase:
         raise OutputSyntaxError(f"CR or LF in the reason phrase {phrase!r}")
-    lines = [b"HTTP/" + version + b" " + status + b" " + phrase + b"\r\n"]
+    lines = [b"HTTP/" + _version(version) + b" " + status + b" " + phrase + b"\r\n"]
     _fields(lines, headers)
     return _finish(lines)
 
 
 def encode_chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body (``data`` must not be empty)."""
+    """One chunk of a chunked body; nothing for empty ``data`` (an empty chunk would be the
+    last-chunk, ending the body early)."""
+    if not data:
+        return b""
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
