@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
 """thor's benchmark suite: our packages (the working tree) against classic thor 0.17, asyncio,
-uvloop and pyee, on the same machine in the same invocation.
+uvloop, pyee, aiohttp, uvicorn and httpx, on the same machine in the same invocation.
 
-    python benchmarks/run.py                       # everything, 3 interleaved rounds (~3 min)
-    python benchmarks/run.py --quick               # 1 round, smaller counts (~50 s)
+    python benchmarks/run.py                       # everything, 3 interleaved rounds
+    python benchmarks/run.py --quick               # 1 round, smaller counts
     python benchmarks/run.py --only echo,loop_burst --rounds 5
+    python benchmarks/run.py --only http_hello,http_client
 
 Standard library only. It prepares three venvs under $THOR_BENCH_VENVS (default
 /tmp/thor-bench-venvs) with $THOR_BENCH_PYTHON (default python3.11):
 
-    new       thor-events + thor-loop + thor-net from ./packages, reinstalled (non-editable) on
-              every run (plus thor-net's one dependency, dnspython, from PyPI)
+    new       thor-events + thor-loop + thor-net + thor-http from ./packages, reinstalled
+              (non-editable) on every run (plus thor-net's one dependency, dnspython, from PyPI)
     classic   thor==0.17.0 from PyPI (it owns thor/ too, hence its own venv)
-    peers     pyee, uvloop (asyncio is the stdlib's)
+    peers     pyee, uvloop, aiohttp, uvicorn, httptools, httpx (asyncio is the stdlib's)
 
 Every workload (benchmarks/workloads/*.py) runs in a fresh interpreter pinned to one CPU
-(taskset -c $THOR_BENCH_CPU, default 0), implementations interleaved round by round. Markdown
-tables go to stdout (progress to stderr); every run's raw figures and the tables are saved under
-bench-results/ ($THOR_BENCH_RESULTS). See benchmarks/README.md.
+(taskset -c $THOR_BENCH_CPU, default 0), implementations interleaved round by round. The HTTP
+workloads put their load on a second CPU ($THOR_BENCH_LOAD_CPU, default 1): wrk for http_hello,
+and for http_client an nginx the runner starts on a free port. Markdown tables go to stdout
+(progress to stderr); every run's raw figures and the tables are saved under bench-results/
+($THOR_BENCH_RESULTS). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,16 +50,19 @@ VENVS = Path(os.environ.get("THOR_BENCH_VENVS", "/tmp/thor-bench-venvs"))
 RESULTS = Path(os.environ.get("THOR_BENCH_RESULTS", str(ROOT / "bench-results")))
 BASE_PYTHON = os.environ.get("THOR_BENCH_PYTHON", "python3.11")
 CPU = os.environ.get("THOR_BENCH_CPU", "0")
+LOAD_CPU = os.environ.get("THOR_BENCH_LOAD_CPU", "1")  # wrk, nginx (the HTTP workloads)
 NOISY_STEAL = float(os.environ.get("THOR_BENCH_NOISY_STEAL", "20"))
 NOISY_FOREIGN = float(os.environ.get("THOR_BENCH_NOISY_FOREIGN", "10"))
 CLASSIC_VERSION = "0.17.0"
-NEW_PACKAGES = ("thor-events", "thor-loop", "thor-net")
+NEW_PACKAGES = ("thor-events", "thor-loop", "thor-net", "thor-http")
 # what each of our distributions installs under thor/ (compared with the tree after installing)
 NEW_MODULES = {
     "thor-events": ("events",),
     "thor-loop": ("loop",),
     "thor-net": ("tcp", "tls", "udp", "dns"),
+    "thor-http": ("http",),
 }
+PEER_DISTS = ("pyee", "uvloop", "aiohttp", "uvicorn", "httptools", "httpx")
 NEW_DEPENDENCIES = ("dnspython>=2.6,<3",)  # thor-net's, from PyPI; ours go in with --no-deps
 
 NEW = "thor new"
@@ -65,6 +73,19 @@ GOAL_CHAIN_BURST = 0.8  # "about 1": chained callbacks should cost what a burst 
 # tcp_slow_reader: "the writer's memory stays bounded" while 32 MiB go to a slow reader
 GOAL_SLOW_QUEUED_KIB = 1024  # peak queued bytes (ours pauses above 256 KiB)
 GOAL_SLOW_RSS_MIB = 4.0  # peak RSS growth over the transfer
+# http_hello, requests per server CPU-second: keep-alive >= 2x uvicorn+httptools+uvloop (about 8x
+# thor 0.17); Connection: close >= 1.5x the raw asyncio protocol (which parses nothing)
+GOAL_HELLO_VS_UVICORN = 2.0
+GOAL_HELLO_VS_CLASSIC = 8.0
+GOAL_HELLO_CLOSE_VS_RAW = 1.5
+# http_client, requests per client CPU-second with 50 in flight
+GOAL_CLIENT_VS_CLASSIC = 7.0
+GOAL_CLIENT_VS_AIOHTTP = 5.0
+GOAL_CLIENT_VS_RAW = 1.0  # ahead of it
+HELLO_UVICORN = "uvicorn+httptools+uvloop"
+HELLO_RAW = "raw asyncio Protocol (ceiling)"
+CLIENT_AIOHTTP = "aiohttp ClientSession"
+CLIENT_RAW = "raw asyncio Protocol (ceiling)"
 
 
 def log(msg: str) -> None:
@@ -95,6 +116,12 @@ class Workload:
     extras: tuple[tuple[str, str, int], ...] = ()  # (key, column header, decimals)
     timeout: float = 120.0
     classic_args: tuple[str, ...] = field(default=())
+    # the headline already is "per CPU-s" (http_*): no separate per CPU-s column
+    per_cpu_headline: bool = False
+    # extras shown as the worst (largest) run rather than the median (error counts)
+    worst: tuple[str, ...] = ()
+    # "wrk": the workload loads its server from LOAD_CPU; "origin": it needs the runner's nginx
+    load: str = ""
 
 
 THOR_ROWS = (Impl(NEW, "new", "thor"), Impl(CLASSIC, "classic", "thor"))
@@ -202,6 +229,53 @@ SUITE: tuple[Workload, ...] = (
             ("pauses", "pauses", 0),
             ("intact", "intact", 0),
         ),
+    ),
+    Workload(
+        "http_hello",
+        "hello-world HTTP server, wrk -t1 -c50 -d5s (1 s warm-up) pinned to another CPU than the "
+        "server; headline: requests per server CPU-second (server process tree, /proc)",
+        (
+            *THOR_ROWS,
+            Impl("aiohttp web.Server", "peers", "aiohttp"),
+            Impl(HELLO_UVICORN, "peers", "uvicorn"),
+            Impl(HELLO_RAW, "peers", "asyncio"),
+        ),
+        ("--secs", "5", "--warmup", "1", "--conns", "50"),
+        ("--secs", "2", "--warmup", "1", "--conns", "50"),
+        peer="uvicorn",
+        extras=(
+            ("rps", "req/s", 0),
+            ("p99_ms", "p99 ms", 2),
+            ("server_busy", "server busy", 2),
+            ("rss_mib", "RSS MiB", 1),
+            ("errors", "errors", 0),
+        ),
+        per_cpu_headline=True,
+        worst=("errors",),
+        load="wrk",
+    ),
+    Workload(
+        "http_client",
+        "HTTP client GET chains against nginx (1 worker, pinned to another CPU than the client, "
+        "13-byte 200, keep-alive), 0.5 s warm-up + 3 s; headline: requests per client CPU-second",
+        (
+            *THOR_ROWS,
+            Impl(CLIENT_AIOHTTP, "peers", "aiohttp"),
+            Impl("httpx AsyncClient", "peers", "httpx"),
+            Impl(CLIENT_RAW, "peers", "asyncio"),
+        ),
+        ("--concurrency", "1,50", "--secs", "3", "--warmup", "0.5"),
+        ("--concurrency", "1,50", "--secs", "1.5", "--warmup", "0.3"),
+        peer="aiohttp",
+        extras=(
+            ("rps", "req/s", 0),
+            ("p99_ms", "p99 ms", 2),
+            ("conns", "conns opened", 0),
+            ("errors", "errors", 0),
+        ),
+        per_cpu_headline=True,
+        worst=("errors", "conns"),
+        load="origin",
     ),
 )
 BY_NAME = {w.name: w for w in SUITE}
@@ -318,7 +392,7 @@ def prepare(reinstall: bool) -> dict[str, Any]:
         pip(pyc, "--force-reinstall", f"thor=={CLASSIC_VERSION}", what="classic venv")
     # peers
     pyp = ensure_venv("peers", base)
-    have = dists(pyp, ["pyee", "uvloop"])
+    have = dists(pyp, list(PEER_DISTS))
     missing = [d for d, v in have.items() if not v]
     if missing:
         pip(pyp, *missing, what="peers venv")
@@ -338,6 +412,16 @@ def prepare(reinstall: bool) -> dict[str, Any]:
                 sys.exit(
                     f"{name}: thor.{module} is not imported from its venv (PYTHONPATH? editable?)"
                 )
+    # thor.http: ours must come from thor-http in the new venv, 0.17's from its thor/http/. A new
+    # thor.http.server that does not import (being written) fails the http rows, not the suite.
+    for name, p in (("new", py), ("classic", pyc)):
+        where = where_http(p)
+        info[name].update(where)
+        log(f"{name:8s} thor.http server from {where.get('thor.http.server') or where['error']}")
+        got = where.get("thor.http.server") or ""
+        expected = "thor/http/server.py"
+        if got and (not got.endswith(expected) or not got.startswith(str(VENVS / name))):
+            sys.exit(f"{name}: thor.http.server comes from {got}, not the venv's {expected}")
     info["new"]["dnspython"] = dists(py, ["dnspython"])["dnspython"]
     files, differ = tree_matches(py)
     info["new"]["differs_from_tree"] = differ
@@ -345,9 +429,24 @@ def prepare(reinstall: bool) -> dict[str, Any]:
         log(f"WARNING: the new venv differs from the working tree in {differ} (edited meanwhile?)")
     else:
         log(f"{'':8s} (new: {files} module files identical to the working tree)")
-    info["peers"] = {"python": str(pyp), **dists(pyp, ["pyee", "uvloop"])}
-    log(f"peers    pyee {info['peers']['pyee']}, uvloop {info['peers']['uvloop']}")
+    info["peers"] = {"python": str(pyp), **dists(pyp, [*PEER_DISTS, "httpcore"])}
+    log("peers    " + ", ".join(f"{d} {info['peers'][d]}" for d in (*PEER_DISTS, "httpcore")))
     return info
+
+
+def where_http(py: Path) -> dict[str, Any]:
+    """Where thor.http's server and client come from in a venv (or why they do not import)."""
+    code = (
+        "import json\n"
+        "out = {}\n"
+        "try:\n"
+        "    import thor.http.server as s, thor.http.client as c\n"
+        "    out = {'thor.http.server': s.__file__, 'thor.http.client': c.__file__}\n"
+        "except Exception as e:\n"
+        "    out = {'error': f'not importable: {e!r}'}\n"
+        "print(json.dumps(out))"
+    )
+    return json.loads(check([str(py), "-E", "-s", "-c", code], f"importing thor.http with {py}"))
 
 
 def pip_uninstall(py: Path, *names: str) -> None:
@@ -371,8 +470,14 @@ def cpu_stat() -> dict[str, list[int]]:
     return out
 
 
-def noise(before: dict, after: dict, child_cpu: float, wall: float) -> dict[str, Any]:
-    """Steal per CPU, and CPU used on the pinned CPU by anything but the workload."""
+def noise(
+    before: dict, after: dict, child_cpu: float, wall: float, helpers: float = 0.0
+) -> dict[str, Any]:
+    """Steal per CPU, and CPU used on the pinned CPU by anything but the workload.
+
+    `child_cpu` is what the workload's process tree used on the pinned CPU, `helpers` what its
+    load (wrk, nginx) used on LOAD_CPU; for workloads with such load, the load CPU's foreign use
+    is worked out too."""
     hz = os.sysconf("SC_CLK_TCK")
     steal = {}
     for cpu, now in after.items():
@@ -393,6 +498,12 @@ def noise(before: dict, after: dict, child_cpu: float, wall: float) -> dict[str,
         foreign = max(0.0, busy[pinned] - child_cpu)
         out["foreign_s"] = round(foreign, 3)
         out["foreign_pct"] = round(100.0 * foreign / wall, 1)
+    load = f"cpu{LOAD_CPU}"
+    if helpers and load in busy and load != pinned:
+        foreign = max(0.0, busy[load] - helpers)
+        out["load_cpu_foreign_s"] = round(foreign, 3)
+        out["load_cpu_foreign_pct"] = round(100.0 * foreign / wall, 1)
+        busy[load] = foreign  # for the footer: how busy the other CPU was with *other* work
     others = [v for k, v in busy.items() if k != pinned]
     if others:
         out["other_cpu_busy_pct"] = round(100.0 * max(others) / wall, 1)
@@ -403,7 +514,11 @@ def disturbed(rec: dict[str, Any]) -> bool:
     """Hypervisor steal over the limit on any CPU, or other processes on the pinned CPU for
     more than the limit and more than 3 clock ticks (short runs cannot resolve less)."""
     foreign = rec.get("foreign_pct", 0.0) > NOISY_FOREIGN and rec.get("foreign_s", 0.0) > 0.03
-    return rec["steal_max"] > NOISY_STEAL or foreign
+    load = (
+        rec.get("load_cpu_foreign_pct", 0.0) > NOISY_FOREIGN
+        and rec.get("load_cpu_foreign_s", 0.0) > 0.03
+    )
+    return rec["steal_max"] > NOISY_STEAL or foreign or load
 
 
 def pin_prefix() -> list[str]:
@@ -413,10 +528,151 @@ def pin_prefix() -> list[str]:
     return []
 
 
-def run_one(w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str]) -> dict[str, Any]:
+NGINX_CONF = """\
+# the http_client workload's origin, written by benchmarks/run.py
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=1024;
+    location = /nginx_status {{ stub_status; }}
+    location / {{ default_type text/plain; return 200 "Hello, world!"; }}
+  }}
+}}
+"""
+
+
+class Origin:
+    """nginx serving 200 "Hello, world!" on a free 127.0.0.1 port (one worker, pinned to
+    LOAD_CPU), for the http_client workload; started once per invocation, checked first."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], port: int, tmp: Path) -> None:
+        self.popen = popen
+        self.port = port
+        self.dir = tmp
+        self.url = f"http://127.0.0.1:{port}/"
+        self.status_url = f"http://127.0.0.1:{port}/nginx_status"
+
+    @classmethod
+    def start(cls) -> Origin:
+        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+        if nginx is None:
+            sys.exit("http_client needs nginx (apt-get install nginx-light)")
+        tmp = Path(tempfile.mkdtemp(prefix="thor-bench-nginx-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=tmp, port=port))
+        taskset = shutil.which("taskset")
+        pin = [taskset, "-c", LOAD_CPU] if taskset else []
+        cmd = [*pin, nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
+        with open(tmp / "stdout.log", "wb") as out:
+            popen = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        origin = cls(popen, port, tmp)
+        problem = origin.check()
+        if problem:
+            origin.stop()
+            sys.exit(f"nginx origin: {problem}\n$ {' '.join(cmd)}")
+        log(f"origin   nginx on {origin.url} (pid {popen.pid}, pinned to CPU {LOAD_CPU})")
+        return origin
+
+    def check(self) -> str:
+        """'' when nginx answers two GETs on one connection with 200 "Hello, world!"."""
+        import http.client
+
+        deadline = time.monotonic() + 10
+        while True:
+            if self.popen.poll() is not None:
+                return f"nginx exited ({self.popen.returncode}): {self.log_tail()}"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    return f"nginx did not listen within 10 s: {self.log_tail()}"
+                time.sleep(0.05)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            for i in (1, 2):
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                body = r.read()
+                if r.status != 200 or body != b"Hello, world!" or r.will_close:
+                    return f"request {i}: {r.status} {body[:60]!r}, will close: {r.will_close}"
+                if i == 1:
+                    sock = conn.sock
+                elif conn.sock is not sock:
+                    return "the connection was not kept alive"
+        except (OSError, http.client.HTTPException) as e:
+            return f"GET / failed: {e!r}"
+        finally:
+            conn.close()
+        return ""
+
+    def log_tail(self) -> str:
+        texts = []
+        for name in ("stdout.log", "error.log"):
+            try:
+                texts.append((self.dir / name).read_text(errors="replace")[-600:].strip())
+            except OSError:
+                pass
+        return " | ".join(t for t in texts if t)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of nginx's master and worker so far."""
+        hz = os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        todo = [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        todo.extend(int(x) for x in f.read().split())
+            except (OSError, IndexError, ValueError):
+                pass
+        return ticks / hz
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()  # nginx: fast shutdown of master and worker
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_one(
+    w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str], *, origin: Origin | None
+) -> dict[str, Any]:
     args = list(w.quick_args if quick else w.args)
     if impl.venv == "classic":
         args += w.classic_args
+    if w.load == "wrk":
+        args += ["--server-cpu", CPU, "--load-cpu", LOAD_CPU]
+    elif w.load == "origin":
+        if origin is None:
+            raise RuntimeError(f"{w.name} needs the nginx origin")
+        args += ["--cpu", CPU, "--url", origin.url, "--status-url", origin.status_url]
     cmd = [
         *pin,
         str(venv_python(impl.venv)),
@@ -432,6 +688,7 @@ def run_one(w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str])
     ]
     rec: dict[str, Any] = {"workload": w.name, "label": impl.label, "round": round_no, "cmd": cmd}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    origin_cpu0 = origin.cpu_s() if origin and w.load == "origin" else 0.0
     st0 = cpu_stat()
     t0 = time.perf_counter()
     try:
@@ -442,10 +699,9 @@ def run_one(w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str])
     wall = time.perf_counter() - t0
     st1 = cpu_stat()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    origin_cpu = origin.cpu_s() - origin_cpu0 if origin and w.load == "origin" else 0.0
     child_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     rec.update(returncode=rc, wall_s=round(wall, 3), child_cpu_s=round(child_cpu, 3))
-    rec.update(noise(st0, st1, child_cpu, wall))
-    rec["disturbed"] = disturbed(rec)
     if err.strip():
         rec["stderr"] = err[-2000:]
     lines = [line for line in out.splitlines() if line.startswith("{")]
@@ -456,6 +712,13 @@ def run_one(w: Workload, impl: Impl, round_no: int, quick: bool, pin: list[str])
             rec["error"] = "unparsable output"
     else:
         rec["error"] = f"exit {rc}"
+    # the load our HTTP workloads generate on LOAD_CPU: wrk (reported by the workload, and part of
+    # child_cpu), nginx (not a child of this run)
+    wrk_cpu = float(rec.get("result", {}).get("load_cpu_s") or 0.0)
+    if origin_cpu:
+        rec["origin_cpu_s"] = round(origin_cpu, 3)
+    rec.update(noise(st0, st1, child_cpu - wrk_cpu, wall, helpers=wrk_cpu + origin_cpu))
+    rec["disturbed"] = disturbed(rec)
     return rec
 
 
@@ -516,6 +779,11 @@ class Row:
         xs = [r["case"][key] for r in self.used if isinstance(r["case"].get(key), (int, float))]
         return statistics.median(xs) if xs else float("nan")
 
+    def worst(self, key: str) -> float:
+        """The largest value over every run, disturbed ones included (error counts)."""
+        xs = [r["case"][key] for r in self.runs if isinstance(r["case"].get(key), (int, float))]
+        return max(xs) if xs else float("nan")
+
     @property
     def lower_is_better(self) -> bool:
         return bool(self.runs and self.runs[0]["case"].get("lower_is_better"))
@@ -571,7 +839,8 @@ def table(w: Workload, rows: list[Row]) -> str:
     head = ["case"] if multi else []
     head += ["implementation", "median", "runs"]
     head += [h for _, h, _ in w.extras]
-    head += ["CPU s", "per CPU-s", f"vs {CLASSIC}"] + ([f"vs {w.peer}"] if w.peer else [])
+    head += ["CPU s"] + ([] if w.per_cpu_headline else ["per CPU-s"])
+    head += [f"vs {CLASSIC}"] + ([f"vs {w.peer}"] if w.peer else [])
     lines = [
         f"### {w.name}: {w.title}",
         "",
@@ -590,13 +859,14 @@ def table(w: Workload, rows: list[Row]) -> str:
         unit = f" {unit}" if unit else (" us" if r.lower_is_better else "")
         cells = [r.case] if multi else []
         cells += [r.label, f"**{fmt(r.median())}**{unit}", runs]
-        cells += [fmt(r.median(k), nd) for k, _, nd in w.extras]
+        cells += [fmt(r.worst(k) if k in w.worst else r.median(k), nd) for k, _, nd in w.extras]
         cpu = r.median("cpu_s")
         per_cpu = float("nan")
         if not r.lower_is_better:
             xs = [x["case"]["n"] / x["case"]["cpu_s"] for x in used if x["case"].get("cpu_s")]
             per_cpu = statistics.median(xs) if xs else float("nan")
-        cells += [fmt(cpu, 2), fmt(per_cpu), xfmt(vs_classic)]
+        cells += [fmt(cpu, 2)] + ([] if w.per_cpu_headline else [fmt(per_cpu)])
+        cells += [xfmt(vs_classic)]
         cells += [xfmt(vs_peer)] if w.peer else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -676,7 +946,55 @@ def summary(tables: dict[str, list[Row]]) -> tuple[str, dict[str, Any]]:
             f"{'intact' if intact else 'DATA LOST'} {mark(ok)} "
             f"(<= {GOAL_SLOW_QUEUED_KIB} KiB, <= {GOAL_SLOW_RSS_MIB:g} MiB, intact)"
         )
+    items += http_goals(tables, data)
     return ("**Goals:** " + " | ".join(items)) if items else "", data
+
+
+def http_goals(tables: dict[str, list[Row]], data: dict[str, Any]) -> list[str]:
+    """The thor-http goals (issue 5), per CPU-second, thor new against the rows named."""
+    items: list[str] = []
+
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISS"
+
+    def versus(workload: str, case: str, label: str) -> float:
+        new, other = find(tables, workload, case, NEW), find(tables, workload, case, label)
+        x = ratio(new, other.median()) if new and other else float("nan")
+        data[f"{workload}/{case} new/{label}"] = x
+        return x
+
+    parts = []
+    for case, label, goal, name in (
+        ("keep-alive", HELLO_UVICORN, GOAL_HELLO_VS_UVICORN, "uvicorn"),
+        ("keep-alive", CLASSIC, GOAL_HELLO_VS_CLASSIC, "0.17"),
+        ("Connection: close", HELLO_RAW, GOAL_HELLO_CLOSE_VS_RAW, "raw asyncio"),
+    ):
+        x = versus("http_hello", case, label)
+        if not math.isnan(x):
+            parts.append(f"{case} new/{name} {xfmt(x)} {mark(x >= goal)} (>={goal:g}x)")
+    if parts:
+        items.append("http_hello per server CPU-s: " + ", ".join(parts))
+    parts = []
+    for label, goal, name in (
+        (CLASSIC, GOAL_CLIENT_VS_CLASSIC, "0.17"),
+        (CLIENT_AIOHTTP, GOAL_CLIENT_VS_AIOHTTP, "aiohttp"),
+        (CLIENT_RAW, GOAL_CLIENT_VS_RAW, "raw asyncio"),
+    ):
+        x = versus("http_client", "50 in flight", label)
+        if not math.isnan(x):
+            goal_text = f">={goal:g}x" if label != CLIENT_RAW else ">1x"
+            ok = x >= goal if label != CLIENT_RAW else x > goal
+            parts.append(f"new/{name} {xfmt(x)} {mark(ok)} ({goal_text})")
+    if parts:
+        items.append("http_client 50 in flight, per client CPU-s: " + ", ".join(parts))
+    bad = []
+    for workload in ("http_hello", "http_client"):
+        for r in tables.get(workload, []):
+            if r.label == NEW and r.worst("errors") > 0:
+                bad.append(f"{workload}/{r.case} {r.worst('errors'):.0f}")
+    if bad:
+        items.append("thor new ERRORS (worst run): " + ", ".join(bad))
+    return items
 
 
 def machine() -> dict[str, Any]:
@@ -742,12 +1060,17 @@ def main() -> int:
         f"{' (quick)' if args.quick else ''}; load average {' '.join(meta['loadavg'])}"
     )
     records = []
-    for round_no in range(rounds):
-        for w in selected:
-            for impl in w.impls:
-                rec = run_one(w, impl, round_no, args.quick, pin)
-                records.append(rec)
-                log(progress(rec))
+    origin = Origin.start() if any(w.load == "origin" for w in selected) else None
+    try:
+        for round_no in range(rounds):
+            for w in selected:
+                for impl in w.impls:
+                    rec = run_one(w, impl, round_no, args.quick, pin, origin=origin)
+                    records.append(rec)
+                    log(progress(rec))
+    finally:
+        if origin is not None:
+            origin.stop()
 
     tables = collect(records)
     out = []
@@ -763,11 +1086,20 @@ def main() -> int:
         f"{NOISY_STEAL:g}% or other processes > {NOISY_FOREIGN:g}% of the pinned CPU; left out "
         f"of the median when 2 clean runs remain). Ratio columns: > 1 means better than that "
         f"row (latency too). thor new = thor-loop {venvs['new'].get('thor-loop')} + thor-events "
-        f"{venvs['new'].get('thor-events')} + thor-net {venvs['new'].get('thor-net')} (dnspython "
-        f"{venvs['new'].get('dnspython')}) from the working tree; pyee "
-        f"{venvs['peers'].get('pyee')}, uvloop {venvs['peers'].get('uvloop')}; Python "
-        f"{venvs['python']}."
+        f"{venvs['new'].get('thor-events')} + thor-net {venvs['new'].get('thor-net')} + thor-http "
+        f"{venvs['new'].get('thor-http')} (dnspython {venvs['new'].get('dnspython')}) from the "
+        f"working tree; "
+        + ", ".join(f"{d} {venvs['peers'].get(d)}" for d in (*PEER_DISTS, "httpcore"))
+        + f"; Python {venvs['python']}."
     )
+    if any(w.load for w in selected):
+        out.append("")
+        out.append(
+            f"HTTP workloads: the server (http_hello) or client (http_client) under test on CPU "
+            f"{CPU}, the load on CPU {LOAD_CPU} (wrk; nginx 1 worker); headline = requests per "
+            f"CPU-second of the process under test, `req/s` the throughput; `errors`: the worst "
+            f"run's (non-2xx + socket errors; for clients also bad bodies and hung chains)."
+        )
     for w in selected:
         if w.name in tables:
             out += ["", table(w, tables[w.name])]

@@ -20,7 +20,13 @@ import sys
 import time
 from typing import Any
 
-IMPLS = ("thor", "asyncio", "uvloop", "pyee", "bare")
+IMPLS = ("thor", "asyncio", "uvloop", "pyee", "bare", "aiohttp", "uvicorn", "httpx")
+# the distributions whose versions a run records, by --impl (besides the thor ones)
+PEER_DISTS = {
+    "aiohttp": ("aiohttp",),
+    "uvicorn": ("uvicorn", "httptools", "uvloop"),
+    "httpx": ("httpx", "httpcore"),
+}
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -51,13 +57,14 @@ def describe(impl: str) -> dict[str, Any]:
         info["thor.loop"] = thor.loop.__file__
         info["thor.events"] = thor.events.__file__
         info["thor.loop.__version__"] = getattr(thor.loop, "__version__", None)
-        tcp = sys.modules.get("thor.tcp")
-        if tcp is not None:
-            info["thor.tcp"] = tcp.__file__
+        for name in ("thor.tcp", "thor.http", "thor.http.server", "thor.http.client"):
+            module = sys.modules.get(name)
+            if module is not None:
+                info[name] = module.__file__
         try:
             from importlib.metadata import version
 
-            dists = ("thor", "thor-loop", "thor-net", "dnspython")
+            dists = ("thor", "thor-loop", "thor-net", "thor-http", "dnspython")
             info["dist"] = {d: _dist_version(version, d) for d in dists}
         except ImportError:  # pragma: no cover
             pass
@@ -69,7 +76,21 @@ def describe(impl: str) -> dict[str, Any]:
         from importlib.metadata import version
 
         info["pyee"] = version("pyee")
+    elif impl in PEER_DISTS:
+        from importlib.metadata import version
+
+        info.update({d: _dist_version(version, d) for d in PEER_DISTS[impl]})
     return info
+
+
+def import_quietly(name: str) -> None:
+    """Import a module if it imports (describe() then records its file); never fail."""
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
 
 
 def _dist_version(version: Any, dist: str) -> str | None:
