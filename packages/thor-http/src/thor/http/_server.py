@@ -1,0 +1,245 @@
+"""HttpServer: accepts connections and turns their requests into exchanges (thor 0.17's API).
+
+Theory of operation
+-------------------
+The server owns a TcpServer (or a TlsServer for HTTPS) and makes an ``HttpServerConnection`` for
+each accepted connection (see ``_server_connection.py`` for input, ordering and batching, and
+``_server_exchange.py`` for the response API).
+
+Settings are class attributes, so an application changes them on the class, a subclass or an
+instance; the parser limits are read when the server is made (they become attributes of a
+parser class of its own, so a connection costs no copying of settings).
+
+Time: the server keeps a coarse clock (``_now``) and the cached ``Date`` field, both refreshed
+by its **sweep**, one loop timer that runs every ``sweep_interval`` seconds while the server has
+connections, and checks every connection's timeouts (``HttpServerConnection._check_timeouts``).
+A read costs one attribute store instead of re-arming a timer, and an idle server has no timer
+at all. Timeouts therefore fire up to one ``sweep_interval`` late.
+
+Shutdown: ``shutdown()`` stops listening and emits ``'stop'`` at once (connections carry on).
+``graceful_shutdown()`` stops listening, closes idle connections, lets every request already
+received be answered (with ``Connection: close``), closes each connection after its last
+response, and emits ``'stop'`` once every connection is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from thor.events import EventEmitter
+from thor.loop import get_default_loop
+from thor.tcp import TcpServer
+
+from . import _limits
+from ._parser import HttpParser
+from ._server_connection import HttpServerConnection
+from ._server_framing import date_cache
+
+if TYPE_CHECKING:
+    import ssl
+
+    from thor.loop import LoopBase, ScheduledEvent
+    from thor.tcp import TcpConnection
+
+__all__ = ["HttpServer"]
+
+
+class HttpServer(EventEmitter):
+    """An HTTP/1.1 server: emits an ``HttpServerExchange`` for every request it receives.
+
+    Args:
+        host: the address to listen on, as bytes (``b"127.0.0.1"``, ``b"::1"``, ``b""`` for
+            all addresses).
+        port: the port; 0 picks a free one (see ``port``).
+        loop: the loop to run on; the default loop when None.
+        sock: an already listening socket to serve instead of binding ``host``/``port``.
+        backlog: the listen queue length (default ``socket.SOMAXCONN``).
+        reuse_port: set SO_REUSEPORT, so several processes can serve the same port.
+        tls_context: a server ``ssl.SSLContext``: serve HTTPS (through ``thor.tls.TlsServer``).
+
+    Attributes:
+        tcp_server: the TcpServer (a TlsServer with ``tls_context``).
+        loop: the loop.
+        port: the port it listens on.
+        connections: the open HttpServerConnections.
+        shutting_down: True once ``graceful_shutdown()`` was called.
+
+    Settings (class attributes; seconds, or bytes; None disables a timeout):
+        tcp_server_class: the TcpServer class (TcpServer).
+        idle_timeout: a keep-alive connection with no request for this long is closed (60).
+        request_timeout: receiving a request (head or body) stalls for this long: the
+            connection is dropped (60).
+        request_head_timeout: a request head is not complete this long after it started (or
+            after the connection opened): dropped (slow-loris defence) (10).
+        body_read_timeout: receiving a request body stalls for this long: dropped, the
+            exchange gets ReadTimeoutError; None means ``request_timeout`` applies (None).
+        response_timeout: the first waiting exchange has no complete response after this
+            long: dropped, the exchange gets ConnectError (None).
+        write_stall_timeout: the client takes none of the waiting output for this long:
+            dropped, the exchanges get WriteTimeoutError (60).
+        sweep_interval: how often timeouts are checked, and the Date refreshed (1.0).
+        max_pipeline_depth: requests received and not yet answered on one connection; one more
+            is answered 400 (PipelineTooDeepError) and the connection closes (100).
+        max_buffered_response: bytes of pipelined responses held while an earlier response is
+            not finished: beyond, the producing exchange gets ``'pause'`` and no new request is
+            read; beyond four times this, ``response_body`` raises BufferError (1 MiB).
+        max_body_size: bytes of a request body: 413 beyond (1 GiB; None for no limit).
+        max_request_line: bytes of a request line: 414 beyond (8 KiB).
+        max_field_section: bytes of a request head or trailer section: 431 beyond (64 KiB).
+        max_fields: field lines in a head or trailer section: 431 beyond (100).
+        max_chunk_line: bytes of a chunk-size line: 400 beyond (4 KiB).
+        auto_continue: answer ``Expect: 100-continue`` by itself when the application wants
+            the body (see ``HttpServerConnection.req_body_pause``); False leaves it to the
+            application (``response_nonfinal(b"100", b"Continue", [])``) (True).
+
+    Events:
+        start (): the server is listening, on the loop's first turn; once.
+        exchange (HttpServerExchange): a request head arrived; many times.
+        stop (): after ``shutdown()``, or when ``graceful_shutdown()`` has closed every
+            connection; once.
+    """
+
+    tcp_server_class: ClassVar[type[TcpServer]] = TcpServer
+    idle_timeout: float | None = 60
+    request_timeout: float | None = 60
+    request_head_timeout: float | None = 10
+    body_read_timeout: float | None = None
+    response_timeout: float | None = None
+    write_stall_timeout: float | None = 60
+    sweep_interval: float = 1.0
+    max_pipeline_depth: int = 100
+    max_buffered_response: int = 1024 * 1024
+    max_body_size: int | None = _limits.DEFAULT_MAX_BODY_SIZE
+    max_request_line: int = _limits.DEFAULT_MAX_REQUEST_LINE
+    max_field_section: int = _limits.DEFAULT_MAX_FIELD_SECTION
+    max_fields: int = _limits.DEFAULT_MAX_FIELDS
+    max_chunk_line: int = _limits.DEFAULT_MAX_CHUNK_LINE
+    auto_continue: bool = True
+
+    def __init__(
+        self,
+        host: bytes,
+        port: int,
+        loop: LoopBase | None = None,
+        *,
+        sock: socket.socket | None = None,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        EventEmitter.__init__(self)
+        self.loop: LoopBase = loop or get_default_loop()
+        self.connections: set[HttpServerConnection] = set()
+        self.shutting_down = False
+        self._stopped = False
+        self._now = self.loop.time()
+        self._sweep_event: ScheduledEvent | None = None
+        self._parser_class: type[HttpParser] = type(
+            "ServerHttpParser",
+            (HttpParser,),
+            {
+                "max_request_line": self.max_request_line,
+                "max_field_section": self.max_field_section,
+                "max_fields": self.max_fields,
+                "max_chunk_line": self.max_chunk_line,
+                "max_body_size": self.max_body_size,
+            },
+        )
+        self.tcp_server: TcpServer
+        if tls_context is not None:
+            from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
+
+            self.tcp_server = TlsServer(
+                host,
+                port,
+                sock,
+                self.loop,
+                backlog,
+                context=tls_context,
+                reuse_port=reuse_port,
+            )
+        else:
+            # only the options given: a tcp_server_class written for thor 0.17 takes
+            # (host, port, sock=None, loop=None)
+            options: dict[str, Any] = {"loop": self.loop}
+            if sock is not None:
+                options["sock"] = sock
+            if backlog is not None:
+                options["backlog"] = backlog
+            if reuse_port:
+                options["reuse_port"] = True
+            self.tcp_server = self.tcp_server_class(host, port, **options)
+        self.tcp_server.on("start", self._on_start)
+        self.tcp_server.on("connect", self.handle_conn)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.tcp_server.port
+
+    def _on_start(self) -> None:
+        self.emit("start")
+
+    def handle_conn(self, tcp_conn: TcpConnection) -> None:
+        """Serve an accepted connection (the TcpServer's ``'connect'`` listener)."""
+        sweep = self._sweep_event
+        if sweep is None or sweep.cancelled:  # idle until now: start the sweep
+            self._now = self.loop.time()
+            date_cache.refresh()
+            self._sweep_event = self.loop.schedule(self.sweep_interval, self._sweep)
+        conn = HttpServerConnection(self, tcp_conn)
+        self.connections.add(conn)
+        if self.shutting_down:
+            conn._closing = True
+        conn._start()
+
+    def _sweep(self) -> None:
+        """Every ``sweep_interval`` while there are connections: the clock, the Date, the
+        timeouts."""
+        now = self._now = self.loop.time()
+        date_cache.refresh()
+        if not self.connections:
+            self._sweep_event = None
+            return
+        self._sweep_event = self.loop.schedule(self.sweep_interval, self._sweep)
+        for conn in list(self.connections):
+            conn._check_timeouts(now)
+
+    def _connection_gone(self, conn: HttpServerConnection) -> None:
+        """A connection closed (or was handed to the application after an Upgrade)."""
+        self.connections.discard(conn)
+        if self.shutting_down and not self.connections:
+            self._emit_stop()
+
+    def shutdown(self) -> None:
+        """Stop listening and emit ``'stop'``; open connections carry on. Idempotent."""
+        self.tcp_server.shutdown()
+        self._emit_stop()
+
+    def graceful_shutdown(self) -> None:
+        """Stop listening; close idle connections at once and the others after the responses
+        to the requests already received; emit ``'stop'`` when every connection is closed.
+        Idempotent."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.tcp_server.shutdown()
+        for conn in list(self.connections):
+            conn._closing = True
+            if conn._reading is None:
+                conn._hold_set(conn.HOLD_CLOSE)
+                if not conn._queue:
+                    conn.close()
+        if not self.connections:
+            self._emit_stop()
+
+    def _emit_stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.emit("stop")
+
+    def __repr__(self) -> str:
+        return (
+            f"<HttpServer {self.tcp_server.host!r}:{self.port} connections={len(self.connections)}>"
+        )

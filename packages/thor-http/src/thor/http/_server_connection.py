@@ -1,0 +1,682 @@
+"""HttpServerConnection: one client connection of an HttpServer, from bytes to exchanges and back.
+
+Theory of operation
+-------------------
+**Input.** The TcpConnection's ``'data'`` goes straight into the connection's ``HttpParser``
+(this object is the parser's owner): each parsed head makes an ``HttpServerExchange`` (queued,
+emitted on the server as ``'exchange'``, then ``'request_start'`` on the exchange); body chunks
+and the end go to the exchange being read (``_reading``). Several pipelined requests in one read
+are parsed in order, in that one call.
+
+**Holding input.** Reading stops for several independent reasons, kept as bits in ``_hold``: the
+application paused the request body (``req_body_pause``), the client does not read our output
+(``HOLD_OUTPUT``: no new request is started while responses back up), pipelined responses held
+in memory passed ``max_buffered_response`` (``HOLD_PIPELINE``), an Upgrade or CONNECT request
+awaits the application's answer (``HOLD_UPGRADE``: what follows may not be HTTP), or no request
+will be served any more (``HOLD_CLOSE``). Setting a bit pauses the parser (bytes already read stay
+in it); the socket read is paused lazily, when more data arrives while held, which saves two
+system calls on the common short holds. Clearing the last bit resumes on the next loop turn.
+
+**Output.** Responses are written strictly in request order: only the exchange at the front of
+the queue writes (into ``_out``); the others hold their bytes until they reach the front. Writes
+are batched: while a read is being processed (``_in_batch``) everything written goes into
+``_out`` and is sent with one ``write`` at the end, so a response's head and body, and the
+responses to several pipelined requests, leave in one send. Outside a batch (an application
+answering later), ``response_done`` sends at once and anything else is sent on the next loop
+turn (so head and body written together still go together). Past ``_FLUSH_SIZE`` bytes, output
+goes at once, batch or not, so that the TcpConnection's flow control (``'pause'``) sees it.
+
+**Expect: 100-continue.** The server sends ``100 Continue`` itself (``auto_continue``) when the
+application first wants the body: right after the ``'request_start'`` listeners ran, unless they
+started a final response (then no 100 is sent, and the connection closes after the response:
+the client may or may not send the body) or paused the body with ``req_body_pause(True)`` (then
+the 100 goes when the body is resumed). A ``response_nonfinal(b"100", ...)`` of the application
+counts as the 100. HTTP/1.0 requests never get one (RFC 9110 §10.1.1).
+
+**Closing.** After a response that ends the connection, the socket is closed at once when nothing
+is left to send or to read, else with the TcpConnection's lingering close (``_nothing_more``).
+
+**Timeouts** are checked by the server's sweep (one timer per server, every
+``sweep_interval``), not by timers per connection re-armed on every read: a read only sets
+``_fresh``; the sweep turns that into a timestamp. See ``_check_timeouts`` for the rules.
+
+**TcpConnection events** arrive through the emitter's sink (``_TcpSink``), which costs less
+than listeners (no context switch per event, nothing to register per connection). An
+application that adds its own listener for one of those events on ``tcp_conn`` would hide it
+from the sink, so the sink also watches ``'newListener'`` and then registers thor's handler as
+a listener too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from thor.events import EventEmitter
+
+from ._parser import NO_BODY, Head
+from ._server_exchange import _DONE, _FLUSH_SIZE, _NONE, _STARTED, HttpServerExchange
+from .error import (
+    ConnectError,
+    HttpError,
+    PipelineTooDeepError,
+    ReadTimeoutError,
+    WriteTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from thor.loop import ScheduledEvent
+    from thor.tcp import TcpConnection
+
+    from ._headers import RawHeaderListType
+    from ._server import HttpServer
+
+__all__ = ["HttpServerConnection"]
+
+logger = logging.getLogger("thor.http")
+
+#: the TcpConnection events the sink handles
+_SINK_EVENTS = frozenset(("data", "close", "disconnect", "pause"))
+
+
+class _TcpSink:
+    """Receives the TcpConnection's events for an HttpServerConnection (see the module
+    docstring): its attributes are the connection's bound handlers, named after the events."""
+
+    __slots__ = ("close", "data", "disconnect", "newListener", "pause")
+
+    def __init__(self, conn: HttpServerConnection) -> None:
+        self.data = conn._on_data
+        self.close = conn._on_peer_close
+        self.disconnect = conn._on_disconnect
+        self.pause = conn._on_output_pause
+        self.newListener = conn._on_new_listener
+
+
+class HttpServerConnection(EventEmitter):
+    """A client's connection to an HttpServer; made by the server for each accepted connection.
+
+    Attributes:
+        server: the HttpServer.
+        tcp_conn: the TcpConnection, or None once the connection is closed (or handed to the
+            application after an Upgrade).
+
+    Events:
+        pause (bool): True when the client stopped reading our output (its buffer is over the
+            TcpConnection's ``write_bufsize``), False when it caught up. Alternating.
+        error (HttpError): a protocol error in the client's input; the server answered it with
+            the error's status and closes the connection. Emitted only when listened to.
+    """
+
+    HOLD_APP = 1
+    HOLD_OUTPUT = 2
+    HOLD_PIPELINE = 4
+    HOLD_UPGRADE = 8
+    HOLD_CLOSE = 16
+
+    def __init__(self, server: HttpServer, tcp_conn: TcpConnection) -> None:
+        EventEmitter.__init__(self)
+        self.server = server
+        self.tcp_conn: TcpConnection | None = tcp_conn
+        self._tcp: TcpConnection | None = tcp_conn
+        self._parser = server._parser_class(self, True)
+        self._queue: deque[HttpServerExchange] = deque()
+        self._reading: HttpServerExchange | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._in_batch = False
+        self._flush_event: ScheduledEvent | None = None
+        self._resume_event: ScheduledEvent | None = None
+        self._hold = 0
+        self._tcp_paused = True  # TcpConnections start paused
+        self._out_paused = False
+        self._held_size = 0
+        self._closing = False  # serve what is queued, then close
+        self._cause: HttpError | None = None  # why the connection was dropped
+        self._served = False  # a request head arrived
+        # timeouts (see _check_timeouts)
+        self._fresh = False
+        self._mark = server._now
+        self._head_since: float | None = server._now
+        self._stall_since: float | None = None
+        self._stall_size = 0
+        self._peer_eof = False
+        self._switching: HttpServerExchange | None = None  # to hand over after the batch
+        self._listening: dict[str, Any] = {}
+        self._sink = _TcpSink(self)
+        tcp_conn.sink(self._sink)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def input_header_length(self) -> int:
+        """Bytes of the last request head received (start line and blank line included)."""
+        return self._parser.header_length
+
+    @property
+    def input_transfer_length(self) -> int:
+        """Bytes of the current (or last) request body as received, chunk framing included."""
+        return self._parser.transfer_length
+
+    @property
+    def idle(self) -> bool:
+        """True when no request is in progress or waiting for its response."""
+        return not self._queue and self._parser.idle
+
+    def req_body_pause(self, paused: bool) -> None:
+        """Stop (True) or resume (False) reading the request body: the socket is not read, so
+        a client sending faster than the application consumes is slowed down by TCP.
+
+        A request expecting ``100-continue`` gets its ``100 Continue`` when the body is first
+        wanted: right after ``'request_start'`` unless the application paused the body in that
+        listener, else when it resumes.
+        """
+        if paused:
+            self._hold_set(self.HOLD_APP)
+        elif self._hold & self.HOLD_APP:
+            self._hold_clear(self.HOLD_APP)
+            ex = self._reading
+            if ex is not None and ex._expect and self.server.auto_continue:
+                ex._send_continue()
+                if not self._in_batch:
+                    self._flush()
+
+    def close(self) -> None:
+        """Close the connection once what was written is sent. Exchanges whose response is not
+        complete get ``'error'`` (ConnectError). Idempotent."""
+        tcp = self.tcp_conn
+        if tcp is None:
+            return
+        self._hold_set(self.HOLD_CLOSE)
+        self._flush()
+        self.tcp_conn = None
+        if not tcp.write_buffer_size and self._nothing_more(tcp):
+            tcp.abort()  # see _nothing_more
+        else:
+            tcp.close()
+
+    def _nothing_more(self, tcp: TcpConnection) -> bool:
+        """Whether the socket can be closed at once rather than with a lingering close.
+
+        A lingering close (``TcpConnection.close``: our FIN, then wait for the peer's, reading
+        and dropping what it still sends) is there so that a client which sent more than we
+        read (pipelined requests after a ``Connection: close`` one, the rest of a body) does
+        not get a reset that destroys our response in its receive buffer. When everything we
+        wrote is in the kernel already and nothing more from the client is waiting (the parser
+        holds nothing, the socket has nothing to read), closing the socket at once is as safe,
+        and saves a poll round trip, two system calls and a timer per connection (as nginx's
+        ``lingering_close on`` heuristic does). Plain TCP only: TLS sends close_notify first.
+        """
+        sock = tcp.socket
+        if type(sock) is not socket.socket or self._parser.take_buffered():
+            return False
+        try:
+            return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return True  # failed already: nothing to protect
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Begin reading: one read attempt at once (the request is often there already, which
+        saves registering for readability and a trip through the poller), then read on."""
+        tcp = self._tcp
+        assert tcp is not None
+        tcp.handle_fd_readable()
+        if not self._hold and self.tcp_conn is not None and self._tcp_paused:
+            self._tcp_paused = False
+            tcp.pause(False)
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        self._fresh = True
+        if self._hold:
+            self._held_input(data)
+            return
+        self._in_batch = True
+        try:
+            self._parser.feed(data)
+        except HttpError as err:
+            self._input_error(err)
+        finally:
+            self._in_batch = False
+        if self._switching is not None:
+            self._hand_over(self._switching)
+        elif self._out:
+            self._flush()
+
+    def _held_input(self, data: bytes) -> None:
+        """Data arrived while input is held: pause the socket (now that it matters)."""
+        tcp = self._tcp
+        if not self._tcp_paused and tcp is not None:
+            self._tcp_paused = True
+            tcp.pause(True)
+        if not self._hold & self.HOLD_CLOSE:
+            self._parser.feed(data)  # paused: it keeps the bytes
+
+    def input_start(self, head: Head) -> int:
+        """Parser callback: a request head arrived."""
+        queue = self._queue
+        server = self.server
+        if len(queue) >= server.max_pipeline_depth:
+            raise PipelineTooDeepError(f"more than {server.max_pipeline_depth} requests waiting")
+        method = head.method
+        ex = HttpServerExchange(self, method, head.target, head.headers, head.version)
+        framing = head.framing
+        if not head.keep_alive or self._closing:
+            ex._persist = False
+        if head.upgrade or method == b"CONNECT":
+            ex._tunnel = True
+        if head.expect_continue and framing != NO_BODY and head.version == b"1.1":
+            ex._expect = True
+        if server.response_timeout is not None:
+            ex._born = server._now
+        if not queue:
+            ex._head = True
+        queue.append(ex)
+        self._reading = ex
+        self._served = True
+        self._head_since = None
+        try:
+            server.emit("exchange", ex)
+            if not ex._dead:
+                ex.emit("request_start", method, head.target, head.headers)
+        except Exception as exc:
+            self._app_error(ex, exc)
+        if ex._expect and not self._hold & self.HOLD_APP and server.auto_continue:
+            ex._send_continue()
+        return framing
+
+    def input_body(self, chunk: bytes) -> None:
+        """Parser callback: part of the request body."""
+        ex = self._reading
+        if ex is not None and not ex._dead:
+            try:
+                ex.emit("request_body", chunk)
+            except Exception as exc:
+                self._app_error(ex, exc)
+
+    def input_end(self, trailers: RawHeaderListType) -> None:
+        """Parser callback: the request is complete."""
+        ex = self._reading
+        if ex is None:  # pragma: no cover - the parser reports ends of started messages only
+            return
+        self._reading = None
+        ex._req_done = True
+        if not ex._dead:
+            try:
+                ex.emit("request_done", trailers)
+            except Exception as exc:
+                self._app_error(ex, exc)
+        if ex._tunnel or not ex._persist or self._closing or self._out_paused:
+            self._after_request(ex)
+        if ex._res == _DONE and ex._head:
+            self._advance()
+
+    def _after_request(self, ex: HttpServerExchange) -> None:
+        """Whether to read the next request now (the uncommon cases)."""
+        if ex._tunnel and (ex._res != _DONE or ex._switch):
+            self._hold_set(self.HOLD_UPGRADE)  # what follows may not be HTTP: keep it
+        elif not ex._persist or self._closing:
+            self._hold_set(self.HOLD_CLOSE)
+        elif self._out_paused:
+            self._hold_set(self.HOLD_OUTPUT)
+
+    def _input_error(self, err: HttpError) -> None:
+        """The client's input is malformed: answer with the error's status, then close."""
+        self._hold_set(self.HOLD_CLOSE)
+        if self.listener_count("error"):
+            try:
+                self.emit("error", err)
+            except Exception as exc:
+                logger.error("exception in an 'error' listener of %r", self, exc_info=exc)
+        logger.debug("%r: %s", self, err)
+        status, phrase = err.server_status
+        ex = self._reading
+        if ex is not None and not ex._req_done:  # its body is malformed
+            self._reading = None
+            res = ex._res
+            ex._fail(err)
+            if res == _NONE:
+                ex._answer(status, phrase, err.desc)
+            else:  # too late for a status: close after what was written
+                ex._persist = False
+                if res == _STARTED:
+                    ex._res = _DONE
+                    self._response_done(ex)
+                elif ex._head:
+                    self._advance()
+            return
+        ex = HttpServerExchange(self, b"", b"", [], b"1.1")
+        ex._req_done = True
+        if not self._queue:
+            ex._head = True
+        self._queue.append(ex)
+        ex._answer(status, phrase, err.desc)
+
+    def _app_error(self, ex: HttpServerExchange, exc: Exception) -> None:
+        """An application listener raised: log it; answer 500 if no response started, else
+        close the connection after this exchange."""
+        logger.error("exception in an application listener of %r", ex, exc_info=exc)
+        if ex._dead:
+            return
+        if ex._res == _NONE:
+            ex._answer(b"500", b"Internal Server Error", "Internal Server Error")
+            return
+        ex._dead = True
+        ex._persist = False
+        if ex._res == _STARTED:  # truncated: the client sees an incomplete body
+            ex._res = _DONE
+            self._response_done(ex)
+        else:  # the response was complete: close once the queue is served
+            self._closing = True
+            if ex in self._queue:
+                if ex._head:
+                    self._advance()
+            elif not self._queue and self._reading is None:
+                self.close()
+
+    # -- holding input --------------------------------------------------------------------------
+
+    def _hold_set(self, bit: int) -> None:
+        if not self._hold:
+            self._parser.pause()
+        self._hold |= bit
+
+    def _hold_clear(self, bit: int) -> None:
+        if self._hold & bit:
+            self._hold &= ~bit
+            if not self._hold and self._resume_event is None and self._tcp is not None:
+                self._resume_event = self.server.loop.schedule(0, self._resume)
+
+    def _resume(self) -> None:
+        self._resume_event = None
+        tcp = self.tcp_conn
+        if self._hold or tcp is None:
+            return
+        if self._tcp_paused:
+            self._tcp_paused = False
+            tcp.pause(False)
+        self._in_batch = True
+        try:
+            self._parser.resume()
+        except HttpError as err:
+            self._input_error(err)
+        finally:
+            self._in_batch = False
+        if self._switching is not None:
+            self._hand_over(self._switching)
+            return
+        if self._peer_eof and not self._hold:
+            self._input_eof()
+        if self._out:
+            self._flush()
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def _output_added(self) -> None:
+        """The exchange at the front of the queue added to ``_out`` outside a read batch, or
+        past ``_FLUSH_SIZE`` bytes: large output goes now (so that the TCP flow control sees
+        it), small output on the next loop turn (so that what is written together leaves
+        together)."""
+        if self._out_size > _FLUSH_SIZE:
+            self._flush()
+        elif not self._in_batch and self._flush_event is None:
+            self._flush_event = self.server.loop.schedule(0, self._flush)
+
+    def _flush(self) -> None:
+        """Write what the batch produced, in one write."""
+        event = self._flush_event
+        if event is not None:
+            self._flush_event = None
+            event.delete()
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        tcp = self.tcp_conn
+        if tcp is None:
+            return
+        try:
+            tcp.write(data)
+        except OSError:
+            pass  # closed under us: the 'close' / 'disconnect' events tell the rest
+        except BufferError as exc:  # far over the pause threshold: the application ignored it
+            logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
+            self._drop(ConnectError(f"output buffer full: {exc}"))
+
+    def _response_done(self, ex: HttpServerExchange) -> None:
+        """An exchange's response is complete (called by the exchange)."""
+        if ex._head:
+            self._advance()
+            if not self._in_batch and self._out:
+                self._flush()
+
+    def _advance(self) -> None:
+        """Retire finished exchanges at the front of the queue; the next one starts writing."""
+        queue = self._queue
+        while queue:
+            ex = queue[0]
+            if ex._res != _DONE or not (ex._req_done or not ex._persist):
+                return
+            queue.popleft()
+            ex._head = False
+            if ex._switch:
+                if self._in_batch:  # the parser still holds the bytes after the head
+                    self._switching = ex
+                else:
+                    self._hand_over(ex)
+                return
+            ex.remove_listeners()  # finished: break the cycles through the listeners
+            if not ex._persist:
+                self.close()
+                return
+            if ex._tunnel:  # an Upgrade or CONNECT the application declined: HTTP goes on
+                self._hold_clear(self.HOLD_UPGRADE)
+            if not queue:
+                break
+            nxt = queue[0]
+            nxt._head = True
+            held = nxt._held
+            if held is not None:
+                nxt._held = None
+                self._out += held
+                self._out_size += nxt._held_size
+                self._held_size -= nxt._held_size
+                nxt._held_size = 0
+                if self._held_size <= self.server.max_buffered_response:
+                    self._hold_clear(self.HOLD_PIPELINE)
+            if nxt._paused != self._out_paused and nxt._res == _STARTED:
+                nxt._set_paused(self._out_paused)
+        # nothing waiting for a response
+        self._fresh = True
+        if self._closing and self._reading is None:
+            self.close()
+
+    def _on_output_pause(self, paused: bool) -> None:
+        """The TcpConnection's write buffer passed its high-water mark (True), or drained."""
+        self._out_paused = paused
+        if paused:
+            if self._reading is None:
+                self._hold_set(self.HOLD_OUTPUT)
+        else:
+            self._hold_clear(self.HOLD_OUTPUT)
+        try:
+            self.emit("pause", paused)
+        except Exception as exc:
+            logger.error("exception in a 'pause' listener of %r", self, exc_info=exc)
+        if self._queue:
+            ex = self._queue[0]
+            if ex._res == _STARTED and ex._paused != paused and not ex._dead:
+                ex._set_paused(paused)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def _on_peer_close(self) -> None:
+        """The client closed its side (or the connection failed)."""
+        tcp = self._tcp
+        if tcp is None or tcp.error is not None:
+            return  # failed: 'disconnect' tells the exchanges
+        self._peer_eof = True
+        if not self._hold:
+            self._input_eof()
+        # else: input is held; the end is seen when it resumes (or the connection closes)
+
+    def _input_eof(self) -> None:
+        """No more input: answer what was received, then close."""
+        self._closing = True
+        try:
+            self._parser.eof()
+        except HttpError as err:  # in the middle of a request
+            self._drop(ConnectError(f"client closed the connection: {err.detail}"))
+            return
+        if self._reading is None:
+            self._hold_set(self.HOLD_CLOSE)
+            if not self._queue:
+                self.close()
+
+    def _on_disconnect(self) -> None:
+        """The socket is closed: tell the exchanges still waiting for their response."""
+        self.tcp_conn = None
+        self._tcp = None
+        self._hold |= self.HOLD_CLOSE
+        for event in (self._flush_event, self._resume_event):
+            if event is not None:
+                event.delete()
+        self._flush_event = self._resume_event = None
+        self._out.clear()
+        queue = self._queue
+        self._reading = None
+        cause = self._cause
+        while queue:
+            ex = queue.popleft()
+            if ex._res != _DONE:
+                ex._fail(cause or ConnectError("the connection closed before the response"))
+            ex._finish()
+        self.server._connection_gone(self)
+
+    def _drop(self, cause: HttpError) -> None:
+        """Abort the connection; unfinished exchanges get ``cause``."""
+        tcp = self._tcp
+        if tcp is None:
+            return
+        self._cause = cause
+        self.tcp_conn = None
+        tcp.abort()
+
+    def _hand_over(self, ex: HttpServerExchange) -> None:
+        """The application accepted an Upgrade or CONNECT: give it the connection."""
+        self._switching = None
+        tcp = self._tcp
+        self._flush()
+        rest = self._parser.take_buffered()
+        self.tcp_conn = None
+        self._tcp = None
+        self._hold |= self.HOLD_CLOSE
+        if self._resume_event is not None:
+            self._resume_event.delete()
+            self._resume_event = None
+        self.server._connection_gone(self)
+        if tcp is None:  # pragma: no cover - disconnect empties the queue first
+            return
+        tcp.sink(None)
+        for event, handler in self._listening.items():
+            tcp.remove_listener(event, handler)
+        self._listening.clear()
+        tcp.pause(True)
+        if not ex.listener_count("upgrade"):
+            logger.warning("%r: no 'upgrade' listener: closing the connection", ex)
+            tcp.abort()
+        else:
+            try:
+                ex.emit("upgrade", tcp, rest)
+            except Exception as exc:
+                logger.error("exception in an 'upgrade' listener of %r", ex, exc_info=exc)
+                tcp.abort()
+        ex._finish()
+
+    def _on_new_listener(self, event: str, listener: Any) -> None:
+        """Someone listens on the TcpConnection: the sink no longer gets that event, so
+        listen to it too (see the module docstring)."""
+        if event not in _SINK_EVENTS or event in self._listening:
+            return
+        tcp = self._tcp
+        if tcp is not None:
+            handler = getattr(self._sink, event)
+            self._listening[event] = handler
+            tcp.prepend_listener(event, handler)
+
+    # -- timeouts -------------------------------------------------------------------------------
+
+    def _check_timeouts(self, now: float) -> None:
+        """Called by the server's sweep. Rules, in seconds of the server's settings:
+
+        - write stall: output is waiting and the client took none of it for
+          ``write_stall_timeout``: dropped (WriteTimeoutError to the exchanges);
+        - while input is not held by thor or the application:
+          receiving a body: nothing arrived for ``body_read_timeout`` (``request_timeout``
+          when None); receiving a head (or nothing yet on a new connection): the head is not
+          complete after ``request_head_timeout``, or nothing arrived for
+          ``request_timeout``; idle between requests: ``idle_timeout``; dropped, or closed
+          when idle;
+        - the first queued exchange has no complete response after ``response_timeout``:
+          dropped.
+        """
+        if self._fresh:
+            self._fresh = False
+            self._mark = now
+        tcp = self._tcp
+        if tcp is None:
+            return
+        server = self.server
+        buffered = tcp.write_buffer_size
+        if buffered:
+            if self._stall_since is None or buffered < self._stall_size:
+                self._stall_since = now
+            self._stall_size = buffered
+            limit = server.write_stall_timeout
+            if limit is not None and now - self._stall_since > limit:
+                self._drop(WriteTimeoutError(f"the client read nothing for {limit} s"))
+                return
+        else:
+            self._stall_since = None
+        queue = self._queue
+        if not self._hold:
+            quiet = now - self._mark
+            if self._reading is not None:
+                limit = server.body_read_timeout
+                if limit is None:
+                    limit = server.request_timeout
+                if limit is not None and quiet > limit:
+                    self._drop(ReadTimeoutError(f"no request body data for {limit} s"))
+                    return
+            elif not self._parser.idle or not self._served:
+                if self._head_since is None:
+                    self._head_since = now
+                limit = server.request_head_timeout
+                if (limit is not None and now - self._head_since > limit) or (
+                    server.request_timeout is not None and quiet > server.request_timeout
+                ):
+                    logger.debug("%r: request head timeout", self)
+                    self._drop(ReadTimeoutError("request head timeout"))
+                    return
+            elif not queue:
+                self._head_since = None
+                if server.idle_timeout and quiet > server.idle_timeout:
+                    self.close()
+                    return
+        limit = server.response_timeout
+        if limit is not None and queue and now - queue[0]._born > limit:
+            self._drop(ConnectError(f"the response was not complete after {limit} s"))
+
+    def __repr__(self) -> str:
+        tcp = self._tcp
+        address = tcp.address if tcp is not None else None
+        return f"<HttpServerConnection {address!r} queued={len(self._queue)} hold={self._hold}>"
