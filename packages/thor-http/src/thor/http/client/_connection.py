@@ -1,0 +1,519 @@
+"""HttpClientConnection: one connection of the client's pool, from connecting to closing.
+
+Theory of operation
+-------------------
+States: CONNECTING (a TcpClient/TlsClient is working; ``connect_attempts`` attempts of
+``connect_timeout`` each) -> ACTIVE (an exchange is using it) <-> IDLE (in the pool) -> CLOSED.
+The pool (``HttpClient``) moves a connection between ACTIVE and IDLE; the connection closes
+itself (``_close``) on any error, timeout, unsolicited byte or non-persistent response, and tells
+the pool and, if it has one, its exchange.
+
+Reading: the TCP connection reads all the time, idle or not (so a FIN or stray bytes on an idle
+connection are seen at once, and no pause/resume system calls are spent per request); only the
+application's ``res_body_pause`` stops it. Bytes go to the sans-IO ``HttpParser``, which calls
+``input_start`` / ``input_body`` / ``input_end`` here. At the end of a response the parser is
+paused, so whatever else the same read held is *not* parsed as a next response: once the read is
+done (``_settle``), such bytes make the connection unusable (classic thor's response injection).
+Then the connection goes back to the pool **before** ``'response_done'`` is emitted, so a request
+started from that listener reuses it.
+
+Timers: one per connection, lazy. Every read and write stamps ``_last_io`` (a clock read, no
+timer work); the timer fires at the earliest deadline that could matter and, when it fires, works
+out whether anything really expired (read inactivity while ACTIVE, ``idle_timeout`` while IDLE)
+or re-arms itself for the true deadline. So a busy connection schedules about one timer per
+``read_timeout`` period, not one per request or per read.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from thor.events import EventEmitter
+from thor.tcp import TcpClient
+from thor.tls import TlsClient
+
+from .._parser import CLOSE, NO_BODY, Head, HttpParser
+from ..error import (
+    AccessError,
+    ConnectError,
+    DnsError,
+    HttpError,
+    ReadTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from thor.loop import ScheduledEvent
+    from thor.tcp import TcpConnection
+
+    from .._headers import RawHeaderListType
+    from ._client import HttpClient, OriginType
+    from ._exchange import HttpClientExchange
+
+__all__ = ["HttpClientConnection"]
+
+CONNECTING, ACTIVE, IDLE, CLOSED = "connecting", "active", "idle", "closed"
+
+_NO_BODY_STATUS = (b"204", b"304")
+_HAS_POLL = hasattr(select, "poll")
+_ALLOWANCE = 0.001  # a timer firing this early counts as on time
+
+
+class HttpClientConnection(EventEmitter):
+    """A connection to one origin, owned by an ``HttpClient``'s pool.
+
+    Applications meet it as ``exchange.conn`` while an exchange uses it.
+
+    Attributes:
+        client: the HttpClient it belongs to.
+        origin: ``(scheme, host, port)``.
+        tcp_conn: the TcpConnection (a TlsConnection for https); None while connecting.
+        res_version: the HTTP version of the last response head received (b"1.1"), also set
+            for 1xx responses.
+        state: "connecting", "active", "idle" or "closed".
+
+    Events:
+        close (): the connection is closed (by either side, or after an error); once.
+        pause (bool): the TCP write buffer went over (True) or back under (False) its limit.
+    """
+
+    def __init__(self, client: HttpClient, origin: OriginType) -> None:
+        EventEmitter.__init__(self)
+        self.client = client
+        self.origin = origin
+        self.tcp_conn: TcpConnection | None = None
+        self.res_version: bytes | None = None
+        self.state = CONNECTING
+        self.exchange: HttpClientExchange | None = None
+        self.reused = False  # it served a response before the current one
+        self.parser = HttpParser(self, requests=False)
+        self._careful = True
+        self._tcp_client: TcpClient | None = None
+        self._attempts = 0
+        self._sent = False  # the current exchange wrote something here
+        self._response_bytes = False  # bytes of a response to the current exchange arrived
+        self._framing = NO_BODY
+        self._keep_alive = False
+        self._done = False  # a response ended during the current read
+        self._trailers: RawHeaderListType = []
+        self._upgrade_head: Head | None = None
+        self._app_paused = False
+        self._out_paused = False
+        self._eof_pending = False
+        self._last_io = 0.0
+        self._timer: ScheduledEvent | None = None
+        self._timer_at = 0.0
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def tcp_connected(self) -> bool:
+        """True while the TCP connection is open in both directions."""
+        return self.tcp_conn is not None and self.tcp_conn.tcp_connected
+
+    def close(self) -> None:
+        """Close the connection now. An exchange using it ends with ``'error'``
+        (``ConnectError``, not retried); the pool forgets it. Idempotent."""
+        self._close(ConnectError("connection closed by the application"))
+
+    def __repr__(self) -> str:
+        scheme, host, port = self.origin
+        return f"<HttpClientConnection {scheme}://{host}:{port} {self.state}>"
+
+    # -- connecting -----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        """Start one connection attempt (TcpClient/TlsClient, with happy eyeballs)."""
+        client = self.client
+        scheme, host, port = self.origin
+        self._attempts += 1
+        try:
+            if scheme == "https":
+                if client.tls_context is not None:
+                    tcp_client: TcpClient = TlsClient(client.loop, context=client.tls_context)
+                else:
+                    tcp_client = TlsClient(
+                        client.loop,
+                        verify=client.tls_verify,
+                        ca_file=client.tls_ca_file if client.tls_verify else None,
+                        alpn_protocols=["http/1.1"],
+                    )
+            else:
+                tcp_client = TcpClient(client.loop)
+            tcp_client.check_ip = client.check_ip
+            tcp_client.on("connect", self._connected)
+            tcp_client.on("connect_error", self._connect_error)
+            self._tcp_client = tcp_client
+            tcp_client.connect(host.encode("ascii"), port, client.connect_timeout)
+        except (OSError, ValueError) as exc:  # a bad CA file, a bad TLS setting
+            self._stop_connecting(cancel=True)
+            self.client._connect_failed(self, ConnectError(f"cannot connect: {exc}"))
+
+    def _stop_connecting(self, cancel: bool = False) -> None:
+        tcp_client, self._tcp_client = self._tcp_client, None
+        if tcp_client is not None:
+            tcp_client.remove_listeners("connect", "connect_error")
+            if cancel:
+                # TcpClient has no public cancel: stop its attempts and timers (and close
+                # their sockets) through the hook its subclasses use
+                tcp_client._finish()
+
+    def _connected(self, tcp_conn: TcpConnection) -> None:
+        self._stop_connecting()
+        if self.state == CLOSED:  # pragma: no cover - listeners are gone by then
+            tcp_conn.abort()
+            return
+        self.tcp_conn = tcp_conn
+        self._last_io = monotonic()
+        tcp_conn.on("data", self._on_data)
+        tcp_conn.on("close", self._on_close)
+        tcp_conn.on("pause", self._on_pause)
+        tcp_conn.on("disconnect", self._on_disconnect)
+        tcp_conn.pause(False)
+        self.client._conn_ready(self)
+
+    def _connect_error(self, err_type: str, err_id: int, err_str: str) -> None:
+        self._stop_connecting()
+        if self.state == CLOSED:  # pragma: no cover - listeners are gone by then
+            return
+        err: HttpError
+        if err_type == "gai":
+            err = DnsError(err_str)
+        elif err_type == "access":
+            err = AccessError(err_str)
+        elif err_type == "ssl":
+            err = ConnectError(err_str)
+        elif self._attempts < self.client.connect_attempts:
+            self._connect()
+            return
+        elif err_id == errno.ETIMEDOUT:
+            err = ReadTimeoutError("connect")
+        else:
+            err = ConnectError(err_str)
+        self.client._connect_failed(self, err)
+
+    # -- the pool's moves -----------------------------------------------------------------------
+
+    def _activate(self, exchange: HttpClientExchange) -> None:
+        """Start serving ``exchange`` (the connection is connected and not in use)."""
+        self.state = ACTIVE
+        self.exchange = exchange
+        self._sent = False
+        self._response_bytes = False
+        if exchange.careful != self._careful:
+            self._careful = careful = exchange.careful
+            self.parser.lenient_bare_lf = self.parser.lenient_obs_fold = not careful
+        now = self._last_io = monotonic()
+        client = self.client
+        limit = client.read_timeout
+        if limit is None:
+            limit = client.connect_timeout
+        if limit and (self._timer is None or self._timer_at > now + limit):
+            self._arm(now + limit)
+        exchange._attached(self)
+
+    def _idle(self) -> None:
+        """Wait in the pool."""
+        self.state = IDLE
+        self.reused = True
+        idle = self.client.idle_timeout
+        if idle:
+            deadline = self._last_io + idle  # the end of the response, as good as now
+            if self._timer is None or self._timer_at > deadline:
+                self._arm(deadline)
+
+    def _probe(self) -> bool:
+        """Whether an idle connection still looks usable: nothing readable (no FIN, no reset,
+        no stray bytes) right now. One poll system call; used before sending a request that
+        could not be retried if the connection turned out to be dead."""
+        tcp_conn = self.tcp_conn
+        if tcp_conn is None or not tcp_conn.tcp_connected:
+            return False
+        try:
+            fd = tcp_conn.socket.fileno()
+            if _HAS_POLL:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN | select.POLLPRI)
+                return not poller.poll(0)
+            readable, _, failed = select.select([fd], [], [fd], 0)
+            return not readable and not failed
+        except (OSError, ValueError):
+            return False
+
+    def _close(self, err: HttpError | None, retryable: bool = False) -> None:
+        """Close and forget this connection; tell its exchange, if any, what happened.
+
+        Args:
+            err: why, for the exchange using it (callers that end an exchange themselves
+                detach it first).
+            retryable: the connection was lost before any response byte arrived, so the
+                exchange may retry (it decides, by method, body and attempts).
+        """
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.delete()
+        self._stop_connecting(cancel=True)
+        tcp_conn = self.tcp_conn
+        if tcp_conn is not None:
+            tcp_conn.remove_listeners("data", "close", "pause", "disconnect")
+            tcp_conn.abort()
+        self.parser.pause()
+        reused = self.reused
+        client = self.client
+        client._forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange._conn_lost(err or ConnectError("connection closed"), retryable, reused)
+        client._service(self.origin)
+        if self.listener_count("close"):
+            self.emit("close")
+
+    # -- writing (for the exchange) -------------------------------------------------------------
+
+    def _write(self, data: bytes) -> bool:
+        """Write part of the current request; False when the connection failed doing so."""
+        tcp_conn = self.tcp_conn
+        assert tcp_conn is not None
+        self._sent = True
+        try:
+            tcp_conn.write(data)
+        except OSError:
+            return False
+        self._last_io = monotonic()
+        return tcp_conn.error is None
+
+    # -- TCP events -----------------------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        self._last_io = monotonic()
+        exchange = self.exchange
+        if exchange is None or not self._sent:
+            if not data.strip(b"\r\n"):
+                return  # a stray empty line is harmless (RFC 9112 §2.2)
+            # Nothing was asked: these bytes are no response (an injection, or a server that
+            # is about to close). Never keep them for the next request.
+            self._close(ConnectError("the server sent data before the request"), True)
+            return
+        self._response_bytes = True
+        try:
+            self.parser.feed(data)
+        except HttpError as err:
+            self._close(err)
+            return
+        if self._done:
+            self._settle()
+        elif self._upgrade_head is not None:
+            self._upgrade()
+
+    def _on_close(self) -> None:
+        """The peer closed its side (FIN), or the connection failed (reset...)."""
+        if self.state == CLOSED:  # pragma: no cover - listeners are gone by then
+            return
+        if self.exchange is None:
+            self._close(None)
+        elif self._app_paused and not self.parser.idle:
+            self._eof_pending = True  # finish once the application reads the rest
+        else:
+            self._eof()
+
+    def _eof(self) -> None:
+        self._eof_pending = False
+        tcp_conn = self.tcp_conn
+        assert tcp_conn is not None
+        try:
+            if tcp_conn.error is not None and self._framing == CLOSE and self._response_bytes:
+                # a reset cannot end a close-delimited body: it may be truncated
+                raise ConnectError(f"connection reset during the response: {tcp_conn.error}")
+            self.parser.eof()
+        except HttpError as err:
+            self._close(err)
+            return
+        if self._done:
+            self._settle()
+        elif not self._response_bytes:
+            reason = (
+                f"connection failed before the response: {tcp_conn.error}"
+                if tcp_conn.error is not None
+                else "the server closed the connection before responding"
+            )
+            self._close(ConnectError(reason), True)
+        else:
+            self._close(ConnectError("Server dropped connection before the response was complete."))
+
+    def _on_disconnect(self) -> None:
+        """The socket was closed under us: by ``exchange.conn.tcp_conn.abort()`` (classic
+        applications cancel that way), or by a failure, which ``'close'`` reports."""
+        tcp_conn = self.tcp_conn
+        if self.state != CLOSED and tcp_conn is not None and tcp_conn.error is None:
+            self._close(ConnectError("connection aborted by the application"))
+
+    def _on_pause(self, paused: bool) -> None:
+        self._out_paused = paused
+        self._last_io = monotonic()
+        exchange = self.exchange
+        if exchange is not None:
+            exchange._output_paused(paused)
+        if self.listener_count("pause"):
+            self.emit("pause", paused)
+
+    # -- application flow control ---------------------------------------------------------------
+
+    def _pause_input(self, paused: bool) -> None:
+        tcp_conn = self.tcp_conn
+        if tcp_conn is None or paused == self._app_paused:
+            return
+        self._app_paused = paused
+        tcp_conn.pause(paused)
+        if paused:
+            self.parser.pause()
+            return
+        self._last_io = monotonic()
+        try:
+            self.parser.resume()
+        except HttpError as err:
+            self._close(err)
+            return
+        if self._done:
+            self._settle()
+        elif self._upgrade_head is not None:
+            self._upgrade()
+        elif self._eof_pending and self.state == ACTIVE and not self._app_paused:
+            self._eof()
+
+    # -- parser owner ---------------------------------------------------------------------------
+
+    def input_start(self, head: Head) -> int:
+        exchange = self.exchange
+        self.res_version = head.version
+        if exchange is None:
+            return NO_BODY
+        status = head.status
+        if status[0] == 49:  # "1": interim response
+            if status == b"101":
+                if not exchange._upgrade:
+                    raise HttpError("101 Switching Protocols, but no upgrade was asked for")
+                self._upgrade_head = head
+            exchange.input_header_length = head.header_length
+            exchange.emit("response_nonfinal", status, head.phrase, head.headers)
+            return NO_BODY
+        self._keep_alive = head.keep_alive
+        if status in _NO_BODY_STATUS or exchange.method == b"HEAD":
+            framing = NO_BODY
+        else:
+            framing = head.framing
+        self._framing = framing
+        exchange.res_version = head.version
+        exchange.input_header_length = head.header_length
+        exchange._res_started = True
+        exchange.emit("response_start", status, head.phrase, head.headers)
+        return framing
+
+    def input_body(self, chunk: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.emit("response_body", chunk)
+
+    def input_end(self, trailers: RawHeaderListType) -> None:
+        if self.exchange is not None:
+            self._done = True
+            self._trailers = trailers
+            # what else this read holds is not a response: keep it out of the parser
+            self.parser.pause()
+
+    # -- ends -----------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """A response is complete and its read fully looked at: pool or close the connection,
+        then tell the exchange."""
+        self._done = False
+        exchange = self.exchange
+        if exchange is None:  # pragma: no cover - closed while finishing
+            return
+        trailers, self._trailers = self._trailers, []
+        parser = self.parser
+        leftover = parser.take_buffered()
+        if not self._app_paused:
+            parser.resume()
+        exchange._transfer_length = parser.transfer_length
+        tcp_conn = self.tcp_conn
+        assert tcp_conn is not None
+        self.exchange = None
+        if (
+            self._keep_alive
+            and self._framing != CLOSE
+            and exchange._request_complete()
+            and self.client.idle_timeout
+            and tcp_conn.tcp_connected
+            and not leftover.strip(b"\r\n")
+            and self.state == ACTIVE
+        ):
+            if self._app_paused:
+                self._app_paused = False
+                tcp_conn.pause(False)
+                parser.resume()
+            self.client._release(self)
+        else:
+            self._close(None)
+        exchange._response_done(trailers)
+
+    def _upgrade(self) -> None:
+        """A 101 response: hand the TCP connection over to the exchange's application."""
+        head = self._upgrade_head
+        self._upgrade_head = None
+        exchange = self.exchange
+        tcp_conn = self.tcp_conn
+        assert head is not None and exchange is not None and tcp_conn is not None
+        rest = self.parser.take_buffered()
+        tcp_conn.remove_listeners("data", "close", "pause", "disconnect")
+        tcp_conn.pause(True)
+        self.exchange = None
+        self.state = CLOSED
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.delete()
+        self.client._forget(self)
+        self.client._service(self.origin)
+        exchange._upgraded(tcp_conn, rest)
+
+    # -- the timer ------------------------------------------------------------------------------
+
+    def _read_limit(self) -> float | None:
+        client = self.client
+        limit = client.read_timeout
+        return limit if limit is not None else client.connect_timeout
+
+    def _arm(self, when: float) -> None:
+        """Make sure the timer fires no later than ``when``."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return  # it fires earlier and will re-arm itself
+            timer.delete()
+        self._timer_at = when
+        self._timer = self.client.loop.schedule(max(0.0, when - monotonic()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = monotonic()
+        state = self.state
+        if state == IDLE:
+            idle = self.client.idle_timeout
+            if not idle or now >= self._last_io + idle - _ALLOWANCE:
+                self._close(None)
+            else:
+                self._arm(self._last_io + idle)
+        elif state == ACTIVE:
+            limit = self._read_limit()
+            if not limit:
+                return
+            if self._app_paused:
+                self._last_io = now  # the application holds the response: not the server's fault
+            if now >= self._last_io + limit - _ALLOWANCE:
+                self._close(ReadTimeoutError("read"))
+            else:
+                self._arm(self._last_io + limit)
