@@ -65,3 +65,16 @@ def test_ticker_demo_stops_gracefully_on_sigint() -> None:
     assert process.returncode == 0, err
     assert "SIGINT received: stopping" in out
     assert "done after" in out
+
+
+def test_hello_and_fetch_demo() -> None:
+    """The README quick start's main job: serve hello-world and fetch it with thor's client."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "hello_and_fetch.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("body: Hello, world!") == 3
+    assert result.stdout.count("200 OK") == 3
