@@ -182,3 +182,59 @@ def test_the_seed_readme_server_runs() -> None:
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_internal_names_applications_reach_for() -> None:
+    """REDbot reads exchange.http_conn.tcp_conn.socket.getpeername() on the server side and
+    exchange.conn (.tcp_conn, .res_version), res_version and input_*_length on the client."""
+    loop = thor.loop.make()
+    seen: dict[str, object] = {}
+
+    def on_exchange(exchange: thor.HttpServerExchange) -> None:
+        @thor.on(exchange)
+        def request_done(trailers: object) -> None:
+            tcp_conn = exchange.http_conn.tcp_conn
+            assert tcp_conn is not None
+            seen["peer"] = tcp_conn.socket.getpeername()[0]
+            seen["input_header_length"] = exchange.http_conn.input_header_length
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([])
+
+    server = thor.HttpServer(b"127.0.0.1", 0, loop=loop)
+    server.on("exchange", on_exchange)
+    client = thor.HttpClient(loop)
+    exchange = client.exchange()
+
+    @thor.on(exchange)
+    def response_start(status: bytes, phrase: bytes, headers: object) -> None:
+        seen["res_version"] = exchange.res_version
+        assert exchange.conn is not None
+        seen["conn_tcp"] = exchange.conn.tcp_conn is not None
+        seen["conn_res_version"] = exchange.conn.res_version
+
+    @thor.on(exchange)
+    def response_done(trailers: object) -> None:
+        seen["input_transfer_length"] = exchange.input_transfer_length
+        seen["client_header_length"] = exchange.input_header_length
+        client.close()  # the server sees the close, and its graceful shutdown completes
+        server.on("stop", loop.stop)
+        server.graceful_shutdown()
+
+    @thor.on(exchange)
+    def error(err: object) -> None:
+        seen["error"] = err
+        loop.stop()
+
+    exchange.request_start(b"GET", b"http://127.0.0.1:%d/" % server.port, [])
+    exchange.request_done([])
+    loop.schedule(10, loop.stop)
+    loop.run()
+    loop.close()
+    assert "error" not in seen, seen
+    assert seen["peer"] == "127.0.0.1"
+    assert isinstance(seen["input_header_length"], int) and seen["input_header_length"] > 0
+    assert seen["res_version"] == seen["conn_res_version"] == b"1.1"
+    assert seen["conn_tcp"] is True
+    assert seen["input_transfer_length"] == 2
+    assert isinstance(seen["client_header_length"], int) and seen["client_header_length"] > 0
