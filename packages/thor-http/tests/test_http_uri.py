@@ -46,8 +46,13 @@ GOOD = [
     ),
     pytest.param(
         b"http://[::ffff:1.2.3.4]/",
-        ("http", "::ffff:102:304", 80, b"[::ffff:1.2.3.4]", b"/"),
+        ("http", "::ffff:1.2.3.4", 80, b"[::ffff:1.2.3.4]", b"/"),
         id="ipv4-mapped",
+    ),
+    pytest.param(
+        b"http://[::ffff:102:304]/",
+        ("http", "::ffff:1.2.3.4", 80, b"[::ffff:102:304]", b"/"),
+        id="ipv4-mapped-hex-spelling",
     ),
     pytest.param(b"http://127.0.0.1:1/", ("http", "127.0.0.1", 1, b"127.0.0.1:1", b"/"), id="ipv4"),
     pytest.param(

@@ -156,6 +156,10 @@ def _ipv6(literal: bytes) -> str:
         address = ipaddress.IPv6Address(text)
     except ValueError:
         raise UrlError(f"URL IPv6 literal [{text}] is not valid") from None
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        # RFC 5952 §5 mixed notation, the same on every Python (3.13 changed str() for these)
+        return f"::ffff:{mapped}"
     return address.compressed
 
 
