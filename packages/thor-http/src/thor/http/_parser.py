@@ -233,78 +233,78 @@ class HttpParser:
         if self._buf:
             data = self._buf + data
             self._buf = b""
-        if self._state >= _STOPPED or self._paused:
+        stopped = self._state >= _STOPPED or self._paused  # (not narrowing _paused for mypy)
+        if stopped:
             if self._state == _DEAD:
                 return
             self._buf = data
             return
-        try:
-            self._run(data)
+        try:  # (the parsing loop, inlined: it runs for every read)
+            pos = 0
+            end = len(data)
+            owner = self.owner
+            while pos < end:
+                if self._paused or self._state == _STOPPED:
+                    self._buf = data[pos:]
+                    return
+                state = self._state
+                if state == _HEAD:
+                    pos = self._parse_head(data, pos)
+                    if pos < 0:
+                        return
+                elif state == _BODY_COUNTED:
+                    take = min(self._left, end - pos)
+                    chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
+                    pos += take
+                    self._left -= take
+                    self.transfer_length += take
+                    owner.input_body(chunk)
+                    if not self._left:
+                        self._message_done([])
+                elif state == _CHUNK_DATA:
+                    take = min(self._left, end - pos)
+                    chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
+                    pos += take
+                    self._left -= take
+                    self.transfer_length += take
+                    owner.input_body(chunk)
+                    if not self._left:
+                        self._state = _CHUNK_END
+                elif state == _CHUNK_SIZE:
+                    pos = self._parse_chunk_size(data, pos)
+                    if pos < 0:
+                        return
+                elif state == _CHUNK_END:
+                    if data.startswith(b"\r\n", pos):
+                        pos += 2
+                        self.transfer_length += 2
+                        self._state = _CHUNK_SIZE
+                    elif data[pos] == 10 and self.lenient_bare_lf:
+                        pos += 1
+                        self.transfer_length += 1
+                        self._state = _CHUNK_SIZE
+                    elif data[pos] == 13 and end - pos == 1:
+                        self._buf = data[pos:]
+                        return
+                    else:
+                        raise ChunkTerminatorError(
+                            f"chunk data followed by {data[pos : pos + 2]!r}"
+                        )
+                elif state == _TRAILERS:
+                    pos = self._parse_trailers(data, pos)
+                    if pos < 0:
+                        return
+                elif state == _BODY_CLOSE:
+                    chunk = data if pos == 0 else data[pos:]
+                    self.transfer_length += len(chunk)
+                    pos = end
+                    owner.input_body(chunk)
+                else:
+                    return
         except HttpError:
             self._state = _DEAD
             self._buf = b""
             raise
-
-    def _run(self, data: bytes) -> None:
-        pos = 0
-        end = len(data)
-        owner = self.owner
-        while pos < end:
-            if self._paused or self._state == _STOPPED:
-                self._buf = data[pos:]
-                return
-            state = self._state
-            if state == _HEAD:
-                pos = self._parse_head(data, pos)
-                if pos < 0:
-                    return
-            elif state == _BODY_COUNTED:
-                take = min(self._left, end - pos)
-                chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
-                pos += take
-                self._left -= take
-                self.transfer_length += take
-                owner.input_body(chunk)
-                if not self._left:
-                    self._message_done([])
-            elif state == _CHUNK_DATA:
-                take = min(self._left, end - pos)
-                chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
-                pos += take
-                self._left -= take
-                self.transfer_length += take
-                owner.input_body(chunk)
-                if not self._left:
-                    self._state = _CHUNK_END
-            elif state == _CHUNK_SIZE:
-                pos = self._parse_chunk_size(data, pos)
-                if pos < 0:
-                    return
-            elif state == _CHUNK_END:
-                if data.startswith(b"\r\n", pos):
-                    pos += 2
-                    self.transfer_length += 2
-                    self._state = _CHUNK_SIZE
-                elif data[pos] == 10 and self.lenient_bare_lf:
-                    pos += 1
-                    self.transfer_length += 1
-                    self._state = _CHUNK_SIZE
-                elif data[pos] == 13 and end - pos == 1:
-                    self._buf = data[pos:]
-                    return
-                else:
-                    raise ChunkTerminatorError(f"chunk data followed by {data[pos : pos + 2]!r}")
-            elif state == _TRAILERS:
-                pos = self._parse_trailers(data, pos)
-                if pos < 0:
-                    return
-            elif state == _BODY_CLOSE:
-                chunk = data if pos == 0 else data[pos:]
-                self.transfer_length += len(chunk)
-                pos = end
-                owner.input_body(chunk)
-            else:
-                return
 
     def eof(self) -> None:
         """The peer closed the connection: ends a read-until-close body.
@@ -360,7 +360,8 @@ class HttpParser:
         """Parse a head starting at ``pos``; return the position after it, or -1 when the head
         is not complete yet (the rest is buffered)."""
         lenient = self.lenient_bare_lf
-        if data.startswith(b"\r\n", pos) or (lenient and data.startswith(b"\n", pos)):
+        first = data[pos]  # (the caller has bytes at pos)
+        if first == 13 or (first == 10 and lenient):
             # empty lines before a start line are ignored (RFC 9112 §2.2); LF alone only when
             # LF line endings are accepted
             while True:
@@ -387,7 +388,52 @@ class HttpParser:
         size = after - pos
         if size > self.max_field_section or (self.requests and size >= self.max_request_line + 2):
             self._section_errors(data, pos, scan, after, self.requests)
-        head = self._head_from(data[pos:head_end])
+        # the head (_lines and _fields inlined: this runs for every message)
+        block = data[pos:head_end]
+        if lenient:
+            lines = self._lines(block)
+        else:
+            lines = block.split(b"\r\n")
+            if len(block) - len(block.translate(None, _LINE_AND_BAD_BYTES)) != 2 * len(lines) - 2:
+                self._lines(block)  # raises the error the line structure or bytes show
+        head = Head()
+        line = lines[0]
+        if self.requests:
+            parts = line.split(b" ")
+            if len(parts) == 3 and len(line) <= self.max_request_line:
+                method, target, version = parts
+                if (
+                    target[:1] == b"/"
+                    and method in _METHOD_CACHE
+                    and version == b"HTTP/1.1"
+                    and 9 not in target
+                    and method != b"CONNECT"
+                ):  # the common case, an origin-form HTTP/1.1 request: _request_line's checks
+                    head.method = method
+                    head.target = target
+                else:
+                    self._request_line(head, line)
+            else:
+                self._request_line(head, line)
+        else:
+            self._status_line(head, line)
+        if len(lines) - 1 > self.max_fields:
+            raise TooManyFieldsError(f"{len(lines) - 1} field lines (limit {self.max_fields})")
+        special: list[tuple[bytes, int]] = []
+        fields = head.headers
+        append = fields.append
+        known = FIELD_NAME_CACHE.get
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            lower = known(name)
+            if lower is None or not colon:
+                lower = self._field_name(fields, line, name, colon)
+                if lower is None:
+                    continue  # folded into the previous field
+            if lower in _SPECIAL_FIELDS:
+                special.append((lower, len(fields)))
+            append((name, value))
+        self._interpret(head, fields, special)
         head.header_length = size
         self.header_length = size
         self.transfer_length = 0
@@ -448,20 +494,6 @@ class HttpParser:
         if bad is not None:
             raise HeaderValueError(f"forbidden byte {bad.group()!r} in the head")
         raise BareCRError("a CR not followed by LF in the head")
-
-    def _head_from(self, block: bytes) -> Head:
-        lines = self._lines(block)
-        head = Head()
-        if self.requests:
-            self._request_line(head, lines[0])
-        else:
-            self._status_line(head, lines[0])
-        if len(lines) - 1 > self.max_fields:
-            raise TooManyFieldsError(f"{len(lines) - 1} field lines (limit {self.max_fields})")
-        special: list[tuple[bytes, int]] = []
-        headers = head.headers = self._fields(lines[1:], special)
-        self._interpret(head, headers, special)
-        return head
 
     def _request_line(self, head: Head, line: bytes) -> None:
         if len(line) > self.max_request_line:
@@ -565,35 +597,47 @@ class HttpParser:
 
     def _interpret(self, head: Head, headers: RawHeaders, special: list[tuple[bytes, int]]) -> None:
         """Framing and connection facts from the fields (RFC 9112 §6, §9.6; RFC 9110 §7.2)."""
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        connection: list[bytes] = []
-        hosts: list[bytes] = []
+        # (a list is made only for what the head has: most requests have a Host and little else)
+        lengths: list[bytes] | None = None
+        codings: list[bytes] | None = None
+        connection: list[bytes] | None = None
+        host: bytes | None = None
+        hosts = 0
         for lower, index in special:
             value = headers[index][1]
-            if lower == b"content-length":
-                lengths.append(value.strip(OWS))
-            elif lower == b"transfer-encoding":
-                codings += [c.strip(OWS).lower() for c in value.split(b",")]
+            if lower == b"host":
+                hosts += 1
+                if host is None:
+                    host = value.strip(OWS)
             elif lower == b"connection":
                 if 44 in value:  # ","
-                    connection += [c.strip(OWS).lower() for c in value.split(b",")]
+                    listed = [c.strip(OWS).lower() for c in value.split(b",")]
+                    connection = listed if connection is None else connection + listed
+                elif connection is None:
+                    connection = [value.strip(OWS).lower()]
                 else:
                     connection.append(value.strip(OWS).lower())
-            elif lower == b"host":
-                hosts.append(value.strip(OWS))
+            elif lower == b"content-length":
+                if lengths is None:
+                    lengths = [value.strip(OWS)]
+                else:
+                    lengths.append(value.strip(OWS))
+            elif lower == b"transfer-encoding":
+                coded = [c.strip(OWS).lower() for c in value.split(b",")]
+                codings = coded if codings is None else codings + coded
             elif lower == b"expect":
                 if value.strip(OWS).lower() == b"100-continue":
                     head.expect_continue = True
             else:  # upgrade
                 head.upgrade = True
         http11 = head.version == b"1.1"
-        if connection:
+        if connection is not None:
             if b"" in connection:
                 connection = [c for c in connection if c]
             tokens = head.connection = tuple(connection)
             if http11:
-                head.keep_alive = b"close" not in tokens
+                if b"close" in tokens:
+                    head.keep_alive = False
             else:
                 head.keep_alive = b"keep-alive" in tokens and b"close" not in tokens
         elif not http11:
@@ -605,9 +649,19 @@ class HttpParser:
         if head.expect_continue and not http11:
             head.expect_continue = False  # to be ignored in HTTP/1.0 (RFC 9110 §10.1.1)
         if self.requests:
-            self._check_host(head, hosts)
-        if codings:
-            if lengths:
+            if hosts > 1:
+                raise InvalidHostError(f"{hosts} Host fields")
+            if host is not None:
+                if host not in _HOST_CACHE:
+                    if not _HOST_VALUE(host):
+                        raise InvalidHostError(f"invalid Host {host!r}")
+                    if len(_HOST_CACHE) < _CACHE_LIMIT:
+                        _HOST_CACHE[host] = True
+                head.host = host
+            elif http11:
+                raise HostRequiredError("HTTP/1.1 request without Host")
+        if codings is not None:
+            if lengths is not None:
                 raise TransferEncodingCLError("both Transfer-Encoding and Content-Length")
             if not http11:
                 if self.requests:
@@ -628,7 +682,7 @@ class HttpParser:
                 raise TransferCodeError(f"unsupported transfer coding {codings[-1]!r}")
             head.chunked = True
             head.framing = CHUNKED
-        elif lengths:
+        elif lengths is not None:
             length = parse_decimal(lengths[0])
             if length is None:
                 raise MalformedCLError(f"Content-Length {lengths[0]!r}")
@@ -639,25 +693,9 @@ class HttpParser:
                     raise DuplicateCLError(f"Content-Lengths {lengths[0]!r} and {other!r}")
             head.content_length = length
             head.framing = COUNTED if length else NO_BODY
-        elif self.requests:
-            head.framing = NO_BODY
-        else:
+        elif not self.requests:
             head.framing = CLOSE
-
-    def _check_host(self, head: Head, hosts: list[bytes]) -> None:
-        if len(hosts) > 1:
-            raise InvalidHostError(f"{len(hosts)} Host fields")
-        if not hosts:
-            if head.version == b"1.1":
-                raise HostRequiredError("HTTP/1.1 request without Host")
-            return
-        host = hosts[0]
-        if host not in _HOST_CACHE:
-            if not _HOST_VALUE(host):
-                raise InvalidHostError(f"invalid Host {host!r}")
-            if len(_HOST_CACHE) < _CACHE_LIMIT:
-                _HOST_CACHE[host] = True
-        head.host = host
+        # (else NO_BODY, the default)
 
     # -- message boundaries ---------------------------------------------------------------------
 
@@ -689,8 +727,9 @@ class HttpParser:
             self._state = _CHUNK_SIZE
         elif framing == CLOSE:
             self._state = _BODY_CLOSE
-        else:
-            self._message_done([])
+        else:  # (_message_done, inlined: most requests have no body)
+            self._state = _HEAD
+            self.owner.input_end([])
 
     def _message_done(self, trailers: RawHeaders) -> None:
         self._state = _HEAD

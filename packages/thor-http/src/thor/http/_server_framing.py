@@ -90,6 +90,9 @@ _MANAGED[b"upgrade"] = _UPGRADE
 #: field name (as given) -> what to do with it, for names seen before (validated)
 _OUT_NAMES: dict[bytes, int] = {}
 _OUT_NAMES_LIMIT = 4096
+#: (status, phrase) -> (status kind, status line), for the final statuses seen (validated)
+_STATUS_LINES: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+_STATUS_LINES_LIMIT = 256
 #: Connection tokens that are options, not names of fields to drop
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
@@ -165,6 +168,20 @@ def _classify(name: bytes) -> int:
     return what
 
 
+def _status_line(status: bytes, phrase: bytes) -> tuple[int, bytes]:
+    """The kind of a final status and its status line (validated, and cached when there is
+    room)."""
+    kind = _status_kind(status)
+    if kind == _INTERIM:
+        raise OutputSyntaxError(f"{status!r} is not a final status: use response_nonfinal")
+    if type(phrase) is not bytes or 0 in phrase.translate(_NUL_IF_BAD):
+        raise OutputSyntaxError(f"invalid reason phrase {phrase!r}")
+    entry = (kind, b"HTTP/1.1 " + status + b" " + phrase + _CRLF)
+    if len(_STATUS_LINES) < _STATUS_LINES_LIMIT:
+        _STATUS_LINES[status, phrase] = entry
+    return entry
+
+
 def response_head(  # noqa: PLR0917 - positional: a hot path
     status: bytes,
     phrase: bytes,
@@ -189,14 +206,11 @@ def response_head(  # noqa: PLR0917 - positional: a hot path
         OutputSyntaxError: an invalid status, phrase, field name or value, Content-Length, or a
             1xx status (those go through ``response_nonfinal``).
     """
-    kind = _STATUS_KIND.get(status)
-    if kind is None:
-        kind = _status_kind(status)
-    if kind == _INTERIM:
-        raise OutputSyntaxError(f"{status!r} is not a final status: use response_nonfinal")
-    if type(phrase) is not bytes or 0 in phrase.translate(_NUL_IF_BAD):
-        raise OutputSyntaxError(f"invalid reason phrase {phrase!r}")
-    parts = [b"HTTP/1.1 ", status, b" ", phrase, _CRLF]
+    try:
+        kind, status_line = _STATUS_LINES[status, phrase]
+    except (KeyError, TypeError):  # not seen yet (or unhashable: invalid)
+        kind, status_line = _status_line(status, phrase)
+    parts = [status_line]
     length: bytes | None = None
     has_date = False
     tokens: list[bytes] | None = None
