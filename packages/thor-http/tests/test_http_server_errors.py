@@ -445,3 +445,46 @@ def test_mangled_requests_never_break_the_server(harness: Harness) -> None:
         assert all(s in (b"200", b"400", b"413", b"414", b"431", b"501", b"505") for s in statuses)
     assert answers[-1].startswith(b"HTTP/1.1 200 OK")
     assert not server.connections or all(c.tcp_conn is None for c in server.connections)
+
+
+def _serve_once(harness: Harness, request_bytes: bytes, **settings: Any) -> tuple[bytes, list]:
+    """Send ``request_bytes`` to a hello server with ``settings``; the reply and the heads seen."""
+    seen: list[Any] = []
+    handler = support.hello_handler()
+
+    def on_exchange(exchange: HttpServerExchange) -> None:
+        exchange.on("request_start", lambda method, uri, headers: seen.append(headers))
+        handler(exchange)
+
+    server = harness.server(on_exchange, **settings)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(request_bytes)
+        return support.recv_until_close(sock)
+
+    return harness.client(client), seen
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "setting"),
+    [
+        pytest.param(b"GET / HTTP/1.1\nHost: a\nConnection: close\n\n", "lenient_bare_lf", id="lf"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\nConnection: close\r\n\r\n",
+            "lenient_obs_fold",
+            id="obs-fold",
+        ),
+    ],
+)
+def test_server_leniencies_are_off_by_default_and_can_be_turned_on(
+    harness: Harness, request_bytes: bytes, setting: str
+) -> None:
+    """Each relaxation is a named server setting: strict (400) unless it is switched on."""
+    data, seen = _serve_once(harness, request_bytes)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert seen == []
+    data, seen = _serve_once(harness, request_bytes, **{setting: True})
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    if setting == "lenient_obs_fold":
+        assert (b"X-Folded", b" one two") in seen[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import itertools
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from thor.http.server import HttpServerExchange
 
@@ -38,7 +41,14 @@ def load() -> ModuleType:
 support = load()
 harness = support.harness
 RawHeaders = list[tuple[bytes, bytes]]
-CURL = "/usr/bin/curl"
+
+
+def curl() -> str:
+    """The curl executable; a test that needs it fails (never skips) when it is missing."""
+    path = shutil.which("curl")
+    if path is None:
+        pytest.fail("curl is not installed: apt-get install curl")
+    return path
 
 
 # -- 100-continue --------------------------------------------------------------------------------
@@ -68,7 +78,7 @@ def test_100_continue_with_curl(harness: Harness) -> None:
     def client() -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [
-                CURL,
+                curl(),
                 "-sS",
                 "-v",
                 "--max-time",

@@ -89,6 +89,10 @@ class HttpServer(EventEmitter):
         max_field_section: bytes of a request head or trailer section: 431 beyond (64 KiB).
         max_fields: field lines in a head or trailer section: 431 beyond (100).
         max_chunk_line: bytes of a chunk-size line: 400 beyond (4 KiB).
+        lenient_bare_lf: accept requests whose lines end with LF alone (False). Risk: a
+            front-end that ends lines differently sees other field boundaries (smuggling).
+        lenient_obs_fold: accept obsolete folded field lines, unfolded with one space (False).
+            Risk: an intermediary that forwards them unfolded differently.
         auto_continue: answer ``Expect: 100-continue`` by itself when the application wants
             the body (see ``HttpServerConnection.req_body_pause``); False leaves it to the
             application (``response_nonfinal(b"100", b"Continue", [])``) (True).
@@ -115,6 +119,8 @@ class HttpServer(EventEmitter):
     max_field_section: int = _limits.DEFAULT_MAX_FIELD_SECTION
     max_fields: int = _limits.DEFAULT_MAX_FIELDS
     max_chunk_line: int = _limits.DEFAULT_MAX_CHUNK_LINE
+    lenient_bare_lf: bool = False
+    lenient_obs_fold: bool = False
     auto_continue: bool = True
 
     def __init__(
@@ -144,6 +150,8 @@ class HttpServer(EventEmitter):
                 "max_fields": self.max_fields,
                 "max_chunk_line": self.max_chunk_line,
                 "max_body_size": self.max_body_size,
+                "lenient_bare_lf": self.lenient_bare_lf,
+                "lenient_obs_fold": self.lenient_obs_fold,
             },
         )
         self.tcp_server: TcpServer
