@@ -554,3 +554,30 @@ def test_client_close_abandons_exchanges_without_events(
     harness.run(until_done=False)
     assert first.events == [] and queued.events == []
     assert client.conn_counts == {}
+
+
+def test_redirects_are_left_to_the_application(harness: Harness, scripted: MakeServer) -> None:
+    """A 3xx is a response like any other: delivered, never followed by the client."""
+    requests_seen: list[bytes] = []
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        rest = bytearray()
+        while True:
+            try:
+                head, _, rest = read_request(sock, rest)
+            except ConnectionError:
+                return
+            requests_seen.append(head.split(b"\r\n", 1)[0])
+            sock.sendall(response(302, b"moved", [f"Location: {server.url('/elsewhere')}"]))
+
+    server = scripted(script)
+    exchange = harness.client().exchange()
+    rec = harness.track(exchange)
+    exchange.request_start(b"GET", server.url("/here").encode(), [])
+    exchange.request_done([])
+    harness.run()
+    assert rec.status == b"302"
+    assert rec.headers is not None
+    assert (b"Location", b" " + server.url("/elsewhere").encode()) in rec.headers  # as received
+    assert bytes(rec.body) == b"moved"
+    assert requests_seen == [b"GET /here HTTP/1.1"]
