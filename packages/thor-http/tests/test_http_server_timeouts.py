@@ -281,3 +281,57 @@ def test_shutdown_stops_listening_and_connections_carry_on(harness: Harness) -> 
 
     assert harness.client(client) == [support.HELLO, support.HELLO]
     assert stops == [True]
+
+
+def test_slowloris_body_is_dropped_while_others_are_served(harness: Harness) -> None:
+    """A body trickled too slowly to ever look idle is dropped by the minimum rate."""
+    server = harness.server(
+        support.hello_handler(),
+        body_min_rate=1000,
+        body_rate_grace=0.3,
+        request_timeout=60,
+        **FAST,
+    )
+
+    def client() -> tuple[bool, list[bytes]]:
+        slow = harness.connect(server)
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        served: list[bytes] = []
+        closed = False
+        for _ in range(200):  # one byte every 20 ms: 50 B/s, far below the 1000 B/s minimum
+            try:
+                slow.send(b"a")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.02)
+            if len(served) < 3:  # meanwhile, a normal client is served
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as other:
+                    other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    served.append(support.recv_until_close(other)[-20:])
+        if not closed:
+            closed = support.closed_by_peer(slow, 2.0)
+        return closed, served
+
+    closed, served = harness.client(client, timeout=20)
+    assert closed
+    assert len(served) == 3 and all(body.endswith(b"0\r\n\r\n") for body in served)
+
+
+def test_a_steady_body_above_the_minimum_rate_is_received(harness: Harness) -> None:
+    """The minimum rate does not cut a body that arrives steadily fast enough."""
+    server = harness.server(support.echo_handler, body_min_rate=1000, body_rate_grace=0.2, **FAST)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\nConnection: close\r\n\r\n"
+        )
+        for _ in range(20):  # 200 bytes every 20 ms: about 10 kB/s
+            sock.sendall(b"b" * 200)
+            time.sleep(0.02)
+        return support.recv_until_close(sock)
+
+    data = harness.client(client, timeout=20)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"b" * 4000 in data  # the whole body, echoed in one piece

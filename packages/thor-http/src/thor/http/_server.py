@@ -74,6 +74,11 @@ class HttpServer(EventEmitter):
             after the connection opened): dropped (slow-loris defence) (10).
         body_read_timeout: receiving a request body stalls for this long: dropped, the
             exchange gets ReadTimeoutError; None means ``request_timeout`` applies (None).
+        body_min_rate: bytes per second a request body must average once ``body_rate_grace``
+            seconds have passed since it started (not counting time the application paused
+            it): slower bodies (slow-loris trickles that never go idle) are dropped with
+            ReadTimeoutError (500; None: no minimum).
+        body_rate_grace: seconds before ``body_min_rate`` applies (20).
         response_timeout: the first waiting exchange has no complete response after this
             long: dropped, the exchange gets ConnectError (None).
         write_stall_timeout: the client takes none of the waiting output for this long:
@@ -109,6 +114,8 @@ class HttpServer(EventEmitter):
     request_timeout: float | None = 60
     request_head_timeout: float | None = 10
     body_read_timeout: float | None = None
+    body_min_rate: float | None = 500
+    body_rate_grace: float = 20
     response_timeout: float | None = None
     write_stall_timeout: float | None = 60
     sweep_interval: float = 1.0

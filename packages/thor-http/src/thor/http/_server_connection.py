@@ -162,6 +162,8 @@ class HttpServerConnection(EventEmitter):
         self._mark = server._now
         self._head_since: float | None = server._now
         self._stall_since: float | None = None
+        self._body_since: float | None = None  # when the current body began (min rate)
+        self._body_base = 0  # the parser's body byte count then
         self._stall_size = 0
         self._peer_eof = False
         self._switching: HttpServerExchange | None = None  # to hand over after the batch
@@ -683,6 +685,9 @@ class HttpServerConnection(EventEmitter):
         else:
             self._stall_since = None
         queue = self._queue
+        if self._hold or self._reading is None:
+            # between bodies, or while the application holds one: nothing to measure
+            self._body_since = None
         if not self._hold:
             quiet = now - self._mark
             if self._reading is not None:
@@ -691,6 +696,11 @@ class HttpServerConnection(EventEmitter):
                     limit = server.request_timeout
                 if limit is not None and quiet > limit:
                     self._drop(ReadTimeoutError(f"no request body data for {limit} s"))
+                    return
+                if self._body_too_slow(now):
+                    self._drop(
+                        ReadTimeoutError(f"request body slower than {server.body_min_rate} B/s")
+                    )
                     return
             elif not self._parser.idle or not self._served:
                 if self._head_since is None:
@@ -710,6 +720,19 @@ class HttpServerConnection(EventEmitter):
         limit = server.response_timeout
         if limit is not None and queue and now - queue[0]._born > limit:
             self._drop(ConnectError(f"the response was not complete after {limit} s"))
+
+    def _body_too_slow(self, now: float) -> bool:
+        """True when the body in progress averages less than the server's ``body_min_rate``
+        since it started (or since the application last released it), after the grace."""
+        rate = self.server.body_min_rate
+        if rate is None:
+            return False
+        received = self._parser.transfer_length
+        if self._body_since is None or received < self._body_base:
+            self._body_since, self._body_base = now, received
+            return False
+        elapsed = now - self._body_since
+        return elapsed > self.server.body_rate_grace and received - self._body_base < rate * elapsed
 
     def __repr__(self) -> str:
         tcp = self._tcp
