@@ -5,16 +5,13 @@ with what body), and 101 responses with and without an 'upgrade' listener."""
 
 from __future__ import annotations
 
-import importlib.util
 import select
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import http_client_support as support
 import pytest
 
 import thor.dns
@@ -41,20 +38,6 @@ if TYPE_CHECKING:
     from http_client_support import EchoServer, Harness, Recorder, ScriptedServer
 
 
-def load() -> ModuleType:
-    name = "thor_http_tests_client_support"
-    module = sys.modules.get(name)
-    if module is None:
-        path = Path(__file__).with_name("http_client_support.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-support = load()
 harness = support.harness
 scripted = support.scripted
 echo_server = support.echo_server

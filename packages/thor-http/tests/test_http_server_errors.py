@@ -6,16 +6,13 @@ go away in the middle of a request."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import socket
 import struct
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import http_server_support as support
 import pytest
 
 from thor.http import error
@@ -25,20 +22,6 @@ if TYPE_CHECKING:
     from http_server_support import Harness
 
 
-def load() -> ModuleType:
-    name = "thor_http_tests_server_support"
-    module = sys.modules.get(name)
-    if module is None:
-        path = Path(__file__).with_name("http_server_support.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-support = load()
 harness = support.harness
 RawHeaders = list[tuple[bytes, bytes]]
 
