@@ -28,6 +28,8 @@ TOOLS = [
     "requests>=2.31",
     "urllib3>=2",
     "tomli>=2",
+    "prometheus-client>=0.17",
+    "tqdm>=4.66",
 ]
 
 
