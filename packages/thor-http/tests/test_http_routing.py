@@ -1,0 +1,187 @@
+"""Router and Route: host matching (case-insensitive, port ignored, absolute-form targets),
+longest path prefix on segment boundaries, host-specific routes before catch-alls on equal
+prefixes, "no route", release dispatched to the group that lent the upstream, and validation.
+
+Pure unit tests: the request is a plain object with ``target``, ``req_hdrs`` and
+``client_address`` (what a router and its groups read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from thor.http.proxy._balance import Upstream, UpstreamGroup
+from thor.http.proxy._routing import Route, Router, request_host_path, split_host
+
+
+@dataclass
+class Req:
+    """Stands in for a ProxyExchange."""
+
+    target: bytes = b"/"
+    req_hdrs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client_address: tuple[str, int] = ("127.0.0.1", 40000)
+
+
+def req(target: bytes, host: bytes | None = b"example.com") -> Req:
+    return Req(target, [(b"Host", host)] if host is not None else [])
+
+
+def group(port: int) -> UpstreamGroup:
+    return UpstreamGroup([Upstream(f"http://127.0.0.1:{port}")])
+
+
+def routed(router: Router, request: Req) -> str | None:
+    """The name of the upstream the router gives, or the reason it gives none."""
+    calls: list[tuple[Upstream | None, str | None]] = []
+    router.acquire(request, lambda up, reason: calls.append((up, reason)))
+    assert len(calls) == 1
+    upstream, reason = calls[0]
+    if upstream is None:
+        return reason
+    router.release(upstream)
+    return upstream.name.rpartition(":")[2]
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router(
+        [
+            Route(path_prefix=b"/", group=group(1)),
+            Route(path_prefix=b"/api", group=group(2)),
+            Route(path_prefix=b"/api/v2/", group=group(3)),
+            Route(host=b"Static.Example.COM", path_prefix=b"/", group=group(4)),
+            Route(host=b"example.com", path_prefix=b"/api", group=group(5)),
+            Route(host=b"example.com:8443", path_prefix=b"/api/v1", group=group(6)),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "port"),
+    [
+        (b"/", b"other.org", "1"),
+        (b"/index.html", b"other.org", "1"),
+        (b"/api", b"other.org", "2"),
+        (b"/api/users?id=1", b"other.org", "2"),
+        (b"/api?x", b"other.org", "2"),
+        (b"/apix", b"other.org", "1"),  # a prefix matches whole segments only
+        (b"/api/v2", b"other.org", "2"),  # "/api/v2/" needs its trailing slash
+        (b"/api/v2/x", b"other.org", "3"),
+        (b"/api/v2/x", b"example.com", "3"),  # the longest prefix wins over the host
+        (b"/anything", b"STATIC.example.com:80", "4"),  # case and port ignored
+        (b"/api", b"static.example.com", "2"),  # longer catch-all prefix beats host's "/"
+        (b"/api", b"example.com", "5"),  # equal prefixes: the route naming the host
+        (b"/api/v1/x", b"Example.Com:8080", "6"),
+        (b"/api/v1/x", b"example.org", "2"),
+        (b"/", None, "1"),  # no Host at all: only catch-alls match
+    ],
+)
+def test_routes_by_host_and_longest_prefix(
+    router: Router, target: bytes, host: bytes | None, port: str
+) -> None:
+    assert routed(router, req(target, host)) == port
+
+
+def test_absolute_form_target_overrides_host(router: Router) -> None:
+    assert routed(router, req(b"http://static.example.com/api", b"example.com")) == "2"
+    assert routed(router, req(b"http://Example.com:81/api?q", b"other.org")) == "5"
+    assert routed(router, req(b"https://example.com", b"other.org")) == "1"
+    assert routed(router, req(b"http://static.example.com?x", None)) == "4"
+
+
+def test_no_matching_route_gives_no_route() -> None:
+    router = Router([Route(host=b"a.example", path_prefix=b"/app", group=group(1))])
+    assert routed(router, req(b"/app/x", b"b.example")) == "no route"
+    assert routed(router, req(b"/other", b"a.example")) == "no route"
+    assert routed(router, req(b"/app/x", b"a.example")) == "1"
+
+
+def test_group_failures_pass_through() -> None:
+    empty = UpstreamGroup([])
+    router = Router([Route(group=empty)])
+    assert routed(router, req(b"/")) == "no healthy upstream"
+
+
+def test_release_goes_to_the_group_that_lent_the_upstream() -> None:
+    shared = Upstream("http://127.0.0.1:1")
+    first = UpstreamGroup([shared], eject_after=1)
+    second = UpstreamGroup([shared, Upstream("http://127.0.0.1:2")], eject_after=3)
+    router = Router([Route(path_prefix=b"/one", group=first), Route(group=second)])
+    ejected: list[str] = []
+    first.on("health", lambda up, healthy: ejected.append(f"first {healthy}"))
+    second.on("health", lambda up, healthy: ejected.append(f"second {healthy}"))
+    got: list[Upstream | None] = []
+    router.acquire(req(b"/two"), lambda up, reason: got.append(up))
+    assert got == [shared]
+    router.release(shared, ok=False)  # second's eject_after (3) applies: not ejected
+    assert shared.healthy
+    assert ejected == []
+    router.acquire(req(b"/one"), lambda up, reason: got.append(up))
+    assert got == [shared, shared]
+    router.release(shared, ok=False)  # first ejects after 2 consecutive failures in all (>= 1)
+    assert ejected == ["first False"]
+    assert shared.active == 0
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        router.release(shared)
+    router.close()
+    assert shared.healthy
+
+
+def test_match_is_public_for_diagnostics(router: Router) -> None:
+    route = router.match(req(b"/api/v2/z"))
+    assert route is not None
+    assert route.path_prefix == b"/api/v2/"
+    assert router.match(req(b"/", b"static.example.com")) is router.routes[3]
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "expected"),
+    [
+        (b"/p?q", [(b"HOST", b" Foo.Example:80 ")], (b"foo.example", b"/p")),
+        (b"/p#frag", [], (None, b"/p")),
+        (b"http://[::1]:8080/x", [], (b"[::1]", b"/x")),
+        (b"http://user@h.example/x", [(b"host", b"other")], (b"h.example", b"/x")),
+        (b"*", [(b"host", b"h")], (b"h", b"*")),
+    ],
+)
+def test_request_host_path(
+    target: bytes, headers: list[tuple[bytes, bytes]], expected: tuple[bytes | None, bytes]
+) -> None:
+    assert request_host_path(Req(target, headers)) == expected
+
+
+def test_split_host() -> None:
+    assert split_host(b"Example.com:8080") == b"example.com"
+    assert split_host(b"[::1]:80") == b"[::1]"
+    assert split_host(b"[::1]") == b"[::1]"
+    assert split_host(b"plain") == b"plain"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"host": "example.com"}, "'example.com'"),
+        ({"host": b""}, "b''"),
+        ({"host": b"a b"}, "b'a b'"),
+        ({"host": b"a/b"}, "b'a/b'"),
+        ({"path_prefix": b"api"}, "b'api'"),
+        ({"path_prefix": "/api"}, "'/api'"),
+        ({"path_prefix": b"/a?b"}, "b'/a\\?b'"),
+        ({"path_prefix": b"/a b"}, "b'/a b'"),
+    ],
+)
+def test_route_validation_names_the_value(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        Route(group=group(1), **kwargs)  # type: ignore[arg-type]
+
+
+def test_route_needs_a_group_and_router_needs_routes() -> None:
+    with pytest.raises(ValueError, match="no group"):
+        Route(path_prefix=b"/x")
+    with pytest.raises(ValueError, match="at least one route"):
+        Router([])
+    with pytest.raises(ValueError, match="Route objects"):
+        Router([group(1)])  # type: ignore[list-item]
