@@ -1,5 +1,34 @@
-"""thor.http.proxy: building blocks for HTTP intermediaries (reverse and forward proxies)."""
+"""thor.http.proxy: building blocks for HTTP intermediaries (reverse and forward proxies).
+
+    from thor.http.server import HttpServer
+    from thor.http.proxy import ReverseProxy
+
+    server = HttpServer(b"127.0.0.1", 8000)
+    proxy = ReverseProxy(server, "http://127.0.0.1:8080")
+    thor.loop.run()
+
+``ReverseProxy`` (``_reverse``) and ``ForwardProxy`` (``_forward``) share ``ProxyBase``
+(``_base``: settings, hooks, the request flow); each request is relayed by a ``ProxyExchange``
+(``_exchange``); what an intermediary does to headers is in ``_intermediary``; Upgrade and
+CONNECT tunnels in ``_tunnel``; the access record in ``_access_log``.
+"""
 
 from ._access_log import AccessRecord
+from ._base import ProxyBase, StaticUpstream
+from ._exchange import ProxyExchange, status_for_error
+from ._forward import ForwardProxy
+from ._intermediary import TrustedHops
+from ._reverse import ReverseProxy
+from ._tunnel import Tunnel
 
-__all__ = ["AccessRecord"]
+__all__ = [
+    "AccessRecord",
+    "ForwardProxy",
+    "ProxyBase",
+    "ProxyExchange",
+    "ReverseProxy",
+    "StaticUpstream",
+    "TrustedHops",
+    "Tunnel",
+    "status_for_error",
+]

@@ -1,0 +1,328 @@
+"""ProxyBase: what the reverse and forward proxies share (settings, hooks, the request flow).
+
+Theory of operation
+-------------------
+The proxy listens to its server's ``'exchange'``; for each request it makes a ``ProxyExchange``
+(the relay, see ``_exchange``), which becomes the server exchange's sink. Then, in order:
+
+1. the request target is resolved (``_resolve``: the reverse proxy takes origin-form and
+   absolute-form targets, the forward proxy absolute-form and CONNECT);
+2. the fields to forward are computed (``_intermediary.upstream_fields``); TRACE and OPTIONS
+   with ``Max-Forwards: 0`` are answered here;
+3. hooks: ``answer_locally`` (may answer with ``px.respond``), ``rewrite_request``;
+4. an upstream is chosen: the ``choose_upstream`` hook when a subclass overrides it, else the
+   selector's ``acquire(px, ready)`` (which may answer later: the request body is held until
+   then), and the selector's ``release(upstream, ok)`` is called once when the request is over;
+5. the request is forwarded with an ``HttpClientExchange`` of the proxy's ``HttpClient``, whose
+   pooled connections are reused from one request to the next.
+
+Hooks that a subclass does not override cost nothing: the proxy notes at construction which
+ones are overridden and calls only those.
+
+Upstream selectors: anything with ``acquire(px, ready)`` and ``release(upstream, ok)`` (an
+``UpstreamGroup`` or a ``Router``), or, through small adapters here, a URL (``str`` or
+``bytes``), an object with ``origin``/``url``/``name`` (one upstream), or a callable
+``(px) -> upstream | URL | None``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from thor.events import EventEmitter
+
+from ..client import HttpClient
+from ..uri import parse_uri
+from ._exchange import ProxyExchange, UpstreamLike
+from ._intermediary import TrustedHops, options_response, trace_body, upstream_fields
+
+if TYPE_CHECKING:
+    from thor.loop import LoopBase
+
+    from .._headers import RawHeaderListType
+    from .._server import HttpServer
+    from .._server_exchange import HttpServerExchange
+    from ..client import HttpClientExchange
+
+__all__ = ["ProxyBase", "StaticUpstream", "as_selector"]
+
+logger = logging.getLogger("thor.http.proxy")
+
+_TRACE_OPTIONS = (b"TRACE", b"OPTIONS")
+
+
+class StaticUpstream:
+    """One upstream given by its URL (``http://host:port`` with an optional path prefix).
+
+    Attributes:
+        url: the URL as given (str).
+        origin: ``(scheme, host, port)``.
+        name: ``"host:port"``.
+        prefix: the URL as bytes, without a trailing slash: the target is appended to it.
+    """
+
+    __slots__ = ("name", "origin", "prefix", "url")
+
+    def __init__(self, url: str | bytes) -> None:
+        raw = url if isinstance(url, bytes) else url.encode("ascii")
+        scheme, host, port, _authority, target = parse_uri(raw)
+        self.url = raw.decode("ascii")
+        self.origin = (scheme, host, port)
+        self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if b"?" in target:
+            raise ValueError(f"an upstream URL has no query: {self.url!r}")
+        self.prefix = raw.split(b"#", 1)[0].rstrip(b"/")
+
+    def __repr__(self) -> str:
+        return f"<StaticUpstream {self.url}>"
+
+
+class _Single:
+    """Selector for one fixed upstream."""
+
+    __slots__ = ("upstream",)
+
+    def __init__(self, upstream: UpstreamLike) -> None:
+        self.upstream = upstream
+
+    def acquire(self, px: ProxyExchange, ready: Callable[[Any, str | None], None]) -> None:
+        ready(self.upstream, None)
+
+    def release(self, upstream: UpstreamLike, ok: bool) -> None:
+        pass
+
+
+class _Chooser:
+    """Selector calling ``fn(px)``: an upstream, a URL, or None (no upstream: 502)."""
+
+    __slots__ = ("cache", "fn")
+
+    def __init__(self, fn: Callable[[ProxyExchange], Any]) -> None:
+        self.fn = fn
+        self.cache: dict[str | bytes, StaticUpstream] = {}
+
+    def acquire(self, px: ProxyExchange, ready: Callable[[Any, str | None], None]) -> None:
+        chosen = self.fn(px)
+        if isinstance(chosen, (str, bytes)):
+            upstream = self.cache.get(chosen)
+            if upstream is None:
+                if len(self.cache) > 1024:
+                    self.cache.clear()
+                upstream = self.cache[chosen] = StaticUpstream(chosen)
+            chosen = upstream
+        ready(chosen, None if chosen is not None else "no upstream")
+
+    def release(self, upstream: UpstreamLike, ok: bool) -> None:
+        pass
+
+
+def as_selector(upstream: Any) -> Any:
+    """An object with ``acquire``/``release`` for what ``ReverseProxy`` was given (see the
+    module docstring).
+
+    Raises:
+        TypeError: ``upstream`` is none of the accepted kinds.
+        UrlError: a URL that is not a valid http(s) URL.
+    """
+    if hasattr(upstream, "acquire") and hasattr(upstream, "release"):
+        return upstream
+    if isinstance(upstream, (str, bytes)):
+        return _Single(StaticUpstream(upstream))
+    if hasattr(upstream, "origin") and hasattr(upstream, "url"):
+        return _Single(upstream)
+    if callable(upstream):
+        return _Chooser(upstream)
+    raise TypeError(f"not an upstream, a selector, a URL or a callable: {upstream!r}")
+
+
+def _prefix(upstream: Any) -> bytes:
+    """The bytes to put before an origin-form target to make the upstream URL."""
+    prefix = getattr(upstream, "prefix", None)
+    if isinstance(prefix, bytes):
+        return prefix
+    url = upstream.url
+    raw = url if isinstance(url, bytes) else url.encode("ascii")
+    return raw.rstrip(b"/")
+
+
+class ProxyBase(EventEmitter):
+    """The common part of ReverseProxy and ForwardProxy (not used alone).
+
+    Settings (class attributes; change them on a subclass or an instance before requests
+    arrive):
+        via_name: the pseudonym in the Via fields added both ways (``"thor"``); None: no Via.
+        trusted_hops: addresses or networks (strings) whose Forwarded / X-Forwarded-For fields
+            are believed and extended; from any other client they are dropped (``()``).
+        forwarded: add a ``Forwarded`` field (RFC 7239) to requests (True).
+        x_forwarded_for: add an ``X-Forwarded-For`` field to requests (True).
+        upstream_connect_timeout: seconds to connect upstream, per attempt (5): 504 beyond
+            (502 when refused).
+        upstream_read_timeout: seconds the upstream may stay silent while a response is
+            expected (60): 504 before the response started, a cut response after.
+        upstream_max_conns: connections per upstream origin in the client's pool (256); more
+            requests wait for one.
+        upstream_idle_timeout: seconds an idle upstream connection is kept (60).
+
+    Events:
+        access (AccessRecord): a request is over (answered, failed or turned into a tunnel);
+            once per request.
+        error (Exception): a hook raised (the request was answered 500, or cut); many times.
+        tunnel (ProxyExchange, Tunnel): an Upgrade or CONNECT became a tunnel; many times.
+    """
+
+    via_name: ClassVar[str | None] = "thor"
+    trusted_hops: ClassVar[tuple[str, ...] | list[str]] = ()
+    forwarded: ClassVar[bool] = True
+    x_forwarded_for: ClassVar[bool] = True
+    upstream_connect_timeout: ClassVar[float | None] = 5
+    upstream_read_timeout: ClassVar[float | None] = 60
+    upstream_max_conns: ClassVar[int] = 256
+    upstream_idle_timeout: ClassVar[float | None] = 60
+
+    #: the proto= of Forwarded
+    _proto = b"http"
+
+    def __init__(self, server: HttpServer, client: HttpClient | None = None) -> None:
+        EventEmitter.__init__(self)
+        self.server = server
+        self.loop: LoopBase = server.loop
+        if client is None:
+            client = HttpClient(self.loop)
+            client.connect_timeout = self.upstream_connect_timeout
+            client.read_timeout = self.upstream_read_timeout
+            client.max_server_conn = self.upstream_max_conns
+            client.idle_timeout = self.upstream_idle_timeout
+        self.client = client
+        self._trusted = TrustedHops(self.trusted_hops)
+        via = self.via_name
+        self._via_11 = b"1.1 " + via.encode("ascii") if via else b""
+        self._via_10 = b"1.0 " + via.encode("ascii") if via else b""
+        self._via_response = via is not None
+        if getattr(server.tcp_server, "tls_context", None) is not None or type(
+            server.tcp_server
+        ).__name__.startswith("Tls"):
+            self._proto = b"https"
+        cls = type(self)
+        self._answer_locally = cls.answer_locally is not ProxyBase.answer_locally
+        self._rewrite_request = cls.rewrite_request is not ProxyBase.rewrite_request
+        self._rewrite_response = cls.rewrite_response is not ProxyBase.rewrite_response
+        self._transform_request = cls.transform_request_body is not ProxyBase.transform_request_body
+        self._transform_response = (
+            cls.transform_response_body is not ProxyBase.transform_response_body
+        )
+        self._choose = cls.choose_upstream is not ProxyBase.choose_upstream
+        self._url_upstreams: dict[str | bytes, StaticUpstream] = {}
+        server.on("exchange", self._on_exchange)
+
+    # -- hooks (override in a subclass) ---------------------------------------------------------
+
+    def choose_upstream(self, px: ProxyExchange) -> Any:
+        """Pick the upstream for ``px`` (an object with ``origin``, ``url`` and ``name``, or a
+        URL); None answers 502. When not overridden, the proxy's selector decides (it may
+        queue the request)."""
+        return None
+
+    def answer_locally(self, px: ProxyExchange) -> bool:
+        """Return True when the proxy answers ``px`` itself (call ``px.respond(...)`` now or
+        later); False forwards it. Default: False."""
+        return False
+
+    def rewrite_request(self, px: ProxyExchange) -> None:
+        """Change ``px.req_hdrs`` / ``px.target`` before the request is forwarded. Default:
+        nothing."""
+
+    def rewrite_response(
+        self, px: ProxyExchange, status: bytes, phrase: bytes, headers: RawHeaderListType
+    ) -> RawHeaderListType:
+        """Return the fields to send to the client for an upstream response (``headers``
+        without hop-by-hop fields, Via added). Default: ``headers``."""
+        return headers
+
+    def transform_request_body(self, px: ProxyExchange, chunk: bytes) -> bytes:
+        """Return what to forward for a chunk of the request body (``b""`` forwards nothing
+        now: a transform may hold bytes back). Called with ``b""`` once at the end, to flush.
+        Overriding it sends request bodies chunked. Default: ``chunk``."""
+        return chunk
+
+    def transform_response_body(self, px: ProxyExchange, chunk: bytes) -> bytes:
+        """Like ``transform_request_body``, for response bodies (which then go to the client
+        chunked, or close-delimited to HTTP/1.0 clients). Default: ``chunk``."""
+        return chunk
+
+    # -- the flow -------------------------------------------------------------------------------
+
+    def _on_exchange(self, ex: HttpServerExchange) -> None:
+        px = ProxyExchange(self, ex)
+        ex.sink(px)
+        ex.on("error", px._downstream_error)
+        if not self._resolve(px):
+            return
+        method = px.method
+        tm = method in _TRACE_OPTIONS
+        peer = px.client_address[0]
+        fields, host, upgrade, remaining = upstream_fields(
+            ex.req_hdrs,
+            client_host=peer,
+            trusted=bool(self._trusted) and peer in self._trusted,
+            proto=self._proto,
+            via=(self._via_11 if px.version != b"1.0" else self._via_10) or None,
+            forwarded=self.forwarded,
+            x_forwarded_for=self.x_forwarded_for,
+            keep_length=not self._transform_request,
+            max_forwards_methods=tm,
+        )
+        px.req_hdrs = fields
+        if px.host is None:
+            px.host = host
+        px._upgrade = upgrade
+        if remaining == 0:
+            if method == b"TRACE":
+                body = trace_body(method, ex.uri, px.version, ex.req_hdrs)
+                px.respond(200, None, [(b"Content-Type", b"message/http")], body)
+            else:
+                px.respond(200, None, options_response())
+            return
+        if self._answer_locally and self.answer_locally(px):
+            return
+        if self._rewrite_request:
+            self.rewrite_request(px)
+        if self._choose:
+            chosen = self.choose_upstream(px)
+            if isinstance(chosen, (str, bytes)):
+                chosen = self.upstream_for_url(chosen)
+            px._ready(chosen, None if chosen is not None else "no upstream")
+            return
+        self._select(px)
+
+    def upstream_for_url(self, url: str | bytes) -> StaticUpstream:
+        """A StaticUpstream for ``url`` (kept: the same URL gives the same object).
+
+        Raises:
+            UrlError: not a valid http(s) URL.
+        """
+        cache = self._url_upstreams
+        upstream = cache.get(url)
+        if upstream is None:
+            if len(cache) >= 1024:
+                cache.clear()
+            upstream = cache[url] = StaticUpstream(url)
+        return upstream
+
+    def _resolve(self, px: ProxyExchange) -> bool:
+        """Check the request target; False when the request was answered here."""
+        raise NotImplementedError
+
+    def _select(self, px: ProxyExchange) -> None:
+        """Ask the selector for an upstream (the default when ``choose_upstream`` is not
+        overridden)."""
+        raise NotImplementedError
+
+    def _send_upstream(self, px: ProxyExchange, upstream: Any) -> None:
+        """Forward ``px`` to ``upstream`` with a client exchange."""
+        cx: HttpClientExchange = self.client.exchange()
+        px._start_request(cx, _prefix(upstream) + px.target)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} on port {self.server.port}>"

@@ -1,0 +1,110 @@
+"""ReverseProxy: an HTTP server that forwards every request to upstream origins.
+
+The upstream is chosen per request by a selector (an ``UpstreamGroup`` for load balancing, a
+``Router`` for routes, a URL, or a callable; see ``_base``). Targets are origin-form
+(``/path?query``), or absolute-form (``http://host/path``: its authority becomes the Host the
+request is for, RFC 9112 §3.2.2); ``OPTIONS *`` is answered by the proxy; CONNECT is refused
+(405). The Host sent upstream is the upstream's authority (what the URL of the upstream says),
+or, with ``preserve_host``, the Host the client sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..client import HttpClientExchange
+from ..error import UrlError
+from ..uri import parse_uri
+from ._base import ProxyBase, _prefix, as_selector
+from ._intermediary import options_response
+
+if TYPE_CHECKING:
+    from .._headers import RawHeaderListType
+    from .._server import HttpServer
+    from ..client import HttpClient, OriginType
+    from ._exchange import ProxyExchange
+
+__all__ = ["ReverseProxy"]
+
+
+class _HostKeepingExchange(HttpClientExchange):
+    """A client exchange that sends ``keep_host`` as the Host instead of the URL's authority
+    (``ReverseProxy.preserve_host``). Its heads are never cached by the client."""
+
+    keep_host = b""
+
+    def _prepare(
+        self, method: bytes, uri: bytes, headers: RawHeaderListType
+    ) -> tuple[tuple[OriginType, bytes, bytes, bytes, int | None, bool], bool]:
+        prepared, _cacheable = super()._prepare(method, uri, headers)
+        origin, authority, target, head, length, expect = prepared
+        host = self.keep_host
+        head = head.replace(b"\r\nHost: " + authority + b"\r\n", b"\r\nHost: " + host + b"\r\n", 1)
+        return (origin, host, target, head, length, expect), False
+
+
+class ReverseProxy(ProxyBase):
+    """A reverse proxy (gateway): forwards the requests its server receives to upstreams.
+
+    Args:
+        server: the HttpServer whose requests are forwarded (the proxy listens to its
+            ``'exchange'``; nothing else should answer them).
+        upstream: where to: an object with ``acquire(px, ready)`` / ``release(upstream, ok)``
+            (UpstreamGroup, Router), a URL (``"http://127.0.0.1:8080"``), an upstream object
+            (``origin``, ``url``, ``name``), or a callable ``(px) -> upstream | URL | None``.
+        client: the HttpClient used upstream; one is made (with the ``upstream_*`` settings)
+            when None.
+
+    Settings: those of ``ProxyBase`` (Via, trusted hops, upstream timeouts), and:
+        preserve_host: send the client's Host upstream instead of the upstream's authority
+            (False). Requests then cost a little more (their heads are not cached).
+
+    Hooks (override in a subclass): ``choose_upstream``, ``answer_locally``,
+    ``rewrite_request``, ``rewrite_response``, ``transform_request_body``,
+    ``transform_response_body`` (see ``ProxyBase``).
+
+    Events:
+        access (AccessRecord): a request is over; once per request.
+        error (Exception): a hook raised; many times.
+        tunnel (ProxyExchange, Tunnel): an Upgrade (WebSocket...) became a tunnel; many times.
+    """
+
+    preserve_host: ClassVar[bool] = False
+
+    def __init__(self, server: HttpServer, upstream: Any, client: HttpClient | None = None) -> None:
+        ProxyBase.__init__(self, server, client)
+        self.upstream = upstream
+        self.selector = as_selector(upstream)
+
+    def _resolve(self, px: ProxyExchange) -> bool:
+        target = px.target
+        if target[:1] == b"/":
+            return True
+        if px.method == b"CONNECT":
+            px.respond(405, None, [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS")])
+            return False
+        if target == b"*":
+            px.respond(200, None, options_response())
+            return False
+        try:
+            _scheme, _host, _port, authority, origin_form = parse_uri(target)
+        except UrlError:
+            px.respond(400, None, [], b"Bad request target\n", close=True)
+            return False
+        px.target = origin_form
+        px.host = authority
+        return True
+
+    def _select(self, px: ProxyExchange) -> None:
+        selector = self.selector
+        px._selector = selector
+        px._waiting = True
+        selector.acquire(px, px._ready)
+
+    def _send_upstream(self, px: ProxyExchange, upstream: Any) -> None:
+        if not self.preserve_host or not px.host:
+            ProxyBase._send_upstream(self, px, upstream)
+            return
+        cx = _HostKeepingExchange(self.client)
+        cx.keep_host = px.host
+        px._start_request(cx, _prefix(upstream) + px.target)
