@@ -1,0 +1,479 @@
+"""``thor proxy``: a load-balanced reverse proxy, a forward proxy, or one set up by a file.
+
+    thor proxy --listen ADDR:PORT --upstream URL[,URL...] [--balance POLICY]
+    thor proxy --forward [--connect-ports 443,...]
+    thor proxy --config FILE.toml
+
+Each runs one ``HttpServer`` with a ``ReverseProxy`` (or ``ForwardProxy``) from
+``thor.http.proxy`` on it, and optionally an access log (``--access-log``) and a Prometheus
+admin listener (``--admin``; with ``--workers N``, worker *i* listens on PORT+i, so that each
+worker's counters can be scraped). With ``--config``, SIGHUP reloads the file: a valid file
+replaces the routing (``SwitchableBalancer``: requests in flight keep their upstream), the
+timeouts and the upstream-side settings; a file with errors is refused with its problems
+logged, and the running configuration stays. The listen address, the workers, the access log,
+the admin listener and the ``[limits]`` apply at start only (a reload says when they changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import thor.loop
+
+from ._common import (
+    CliError,
+    ListenAddress,
+    format_address,
+    parse_listen,
+    port_list,
+    run_until_shutdown,
+    say,
+)
+from ._config import (
+    TIMEOUTS,
+    ConfigError,
+    GroupSpec,
+    ProxyConfig,
+    RouteSpec,
+    ServerSpec,
+    check_upstream_url,
+    load_config,
+    parse_policy,
+)
+from ._reload import SwitchableBalancer
+from ._serve import add_common_server_options, make_server, worker_header
+from ._workers import Supervisor, worker_from_env
+
+if TYPE_CHECKING:
+    from thor.loop import LoopBase
+
+    from .._headers import RawHeaderListType
+    from ..client import HttpClient
+    from ..proxy import ProxyBase, ProxyExchange
+    from ..proxy._routing import Router
+    from ..server import HttpServer
+
+__all__ = ["add_parser", "build_router", "run"]
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+_PARSER: list[argparse.ArgumentParser] = []
+
+
+def _upstream_list(text: str) -> list[str]:
+    urls = [part.strip() for part in text.split(",") if part.strip()]
+    if not urls:
+        raise argparse.ArgumentTypeError("expected one or more upstream URLs")
+    for url in urls:
+        problem = check_upstream_url(url)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"upstream {problem}")
+    return urls
+
+
+def _policy(text: str) -> tuple[str, str]:
+    policy = parse_policy(text)
+    if policy is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown policy {text!r} (round_robin, least_conn, hash or hash:<header name>)"
+        )
+    return policy
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``proxy`` sub-command."""
+    parser = subparsers.add_parser(
+        "proxy",
+        help="run a reverse proxy (--upstream), a forward proxy (--forward) or a --config file",
+        description="Run an HTTP reverse proxy in front of --upstream servers, a forward proxy "
+        "(--forward), or one described by a TOML file (--config; SIGHUP reloads it).",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--upstream",
+        type=_upstream_list,
+        action="append",
+        metavar="URL[,URL...]",
+        help="the origin servers to balance across (repeatable)",
+    )
+    mode.add_argument("--forward", action="store_true", help="a forward proxy (with CONNECT)")
+    mode.add_argument("--config", metavar="FILE.toml", help="routes, upstreams, limits, timeouts")
+    parser.add_argument(
+        "--balance",
+        type=_policy,
+        default=None,
+        metavar="POLICY",
+        help="round_robin (default), least_conn, hash (client address) or hash:<header>",
+    )
+    parser.add_argument(
+        "--connect-ports",
+        type=port_list,
+        default=(443,),
+        metavar="PORT[,PORT...]",
+        help="ports a forward proxy tunnels CONNECT to (443)",
+    )
+    parser.add_argument(
+        "--access-log", metavar="FILE|-", help="append an access log line per request ('-': stdout)"
+    )
+    parser.add_argument(
+        "--access-log-format",
+        choices=("common", "extended", "json"),
+        default=None,
+        help="common log format (default), extended with upstream and times, or JSON lines",
+    )
+    parser.add_argument(
+        "--admin",
+        type=_admin_arg,
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at GET /metrics there (needs the 'metrics' extra)",
+    )
+    add_common_server_options(parser, DEFAULT_LISTEN)
+    _PARSER[:] = [parser]
+
+
+def _admin_arg(text: str) -> ListenAddress:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _usage_error(message: str) -> None:
+    _PARSER[0].error(message)  # exits with status 2
+
+
+# -- building the proxy -----------------------------------------------------------------------
+
+
+def build_router(config: ProxyConfig, loop: LoopBase, client: HttpClient) -> Router:
+    """The Router (with its UpstreamGroups, health checks started) a configuration describes.
+
+    Raises:
+        ValueError: a value the balancing classes refuse (the message names it).
+    """
+    from ..proxy._balance import Upstream, UpstreamGroup  # noqa: PLC0415
+    from ..proxy._routing import Route, Router  # noqa: PLC0415
+
+    groups: dict[str, UpstreamGroup] = {}
+    try:
+        for name, spec in config.groups.items():
+            group = UpstreamGroup(
+                [Upstream(s.url, max_conns=s.max_conns, weight=s.weight) for s in spec.servers],
+                spec.policy,
+                hash_key=spec.hash_key,
+                loop=loop,
+                queue_limit=spec.queue_limit,
+                queue_timeout=spec.queue_timeout,
+                eject_after=spec.eject_after,
+                eject_for=spec.eject_for,
+            )
+            groups[name] = group
+            if spec.health_check is not None:
+                group.start_health_checks(
+                    client, spec.health_check.encode("ascii"), spec.health_interval
+                )
+        return Router(
+            Route(
+                host=route.host.encode("ascii") if route.host is not None else None,
+                path_prefix=route.path.encode("ascii"),
+                group=groups[route.upstream],
+            )
+            for route in config.routes
+        )
+    except BaseException:
+        for group in groups.values():
+            group.close()
+        raise
+
+
+def _command_line_config(args: argparse.Namespace) -> ProxyConfig:
+    """The configuration ``--upstream`` and ``--balance`` describe: one group, one route."""
+    policy, hash_key = args.balance or ("round_robin", "client")
+    urls = [url for group in args.upstream for url in group]
+    config = ProxyConfig("command line")
+    config.groups["default"] = GroupSpec(
+        "default", [ServerSpec(url) for url in urls], policy=policy, hash_key=hash_key
+    )
+    config.routes.append(RouteSpec(None, "/", "default"))
+    return config
+
+
+def _open_log(target: str) -> IO[str]:
+    if target == "-":
+        return open(sys.stdout.fileno(), "w", buffering=1, closefd=False)
+    try:
+        return open(target, "a", buffering=1, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot open the access log {target!r}: {exc.strerror}") from None
+
+
+def _access_writer(fmt: str, stream: IO[str]) -> Callable[[Any], None]:
+    from ..proxy._access_log import CommonLogWriter, JsonLinesWriter  # noqa: PLC0415
+
+    if fmt == "json":
+        return JsonLinesWriter(stream)
+    return CommonLogWriter(stream, extended=fmt == "extended")
+
+
+def _server_class(settings: dict[str, int | float | None]) -> type[HttpServer]:
+    from ..server import HttpServer  # noqa: PLC0415
+
+    if not settings:
+        return HttpServer
+    return type("ConfiguredHttpServer", (HttpServer,), dict(settings))
+
+
+def _apply(target: object, settings: dict[str, int | float | None]) -> None:
+    for name, value in settings.items():
+        setattr(target, name, value)
+
+
+def _client_settings(config: ProxyConfig | None) -> dict[str, int | float | None]:
+    """The upstream-side HttpClient's settings: the proxy's defaults, then the file's."""
+    from ..proxy import ProxyBase  # noqa: PLC0415
+
+    settings: dict[str, int | float | None] = {
+        "connect_timeout": ProxyBase.upstream_connect_timeout,
+        "read_timeout": ProxyBase.upstream_read_timeout,
+        "max_server_conn": ProxyBase.upstream_max_conns,
+        "idle_timeout": ProxyBase.upstream_idle_timeout,
+    }
+    if config is not None:
+        settings.update(config.client_settings)
+    return settings
+
+
+def _make_client(loop: LoopBase, config: ProxyConfig | None) -> HttpClient:
+    """The upstream-side HttpClient (see ``_client_settings``)."""
+    from ..client import HttpClient  # noqa: PLC0415
+
+    client = HttpClient(loop)
+    _apply(client, _client_settings(config))
+    return client
+
+
+ProxyT = TypeVar("ProxyT", bound="ProxyBase")
+
+
+def _with_header(base: type[ProxyT], header: RawHeaderListType) -> type[ProxyT]:
+    """A subclass of the proxy class ``base`` adding ``header`` to every upstream response
+    (``--worker-header``)."""
+
+    def rewrite_response(
+        self: ProxyT, px: ProxyExchange, status: bytes, phrase: bytes, headers: RawHeaderListType
+    ) -> RawHeaderListType:
+        return [*base.rewrite_response(self, px, status, phrase, headers), *header]
+
+    return type(base.__name__, (base,), {"rewrite_response": rewrite_response})
+
+
+class _ProxyRunner:
+    """One process's proxy: the server, the client, the proxy object, logs and metrics."""
+
+    def __init__(self, args: argparse.Namespace, config: ProxyConfig | None) -> None:
+        self.args = args
+        self.config = config
+        self.loop: LoopBase = thor.loop.make()
+        self.admin_server: HttpServer | None = None
+        self.balancer: SwitchableBalancer | None = None
+        self.log_stream: IO[str] | None = None
+        self.server: HttpServer | None = None
+        self.client: HttpClient | None = None
+
+    def run(self, host: bytes, port: int, worker: Any) -> int:
+        from ..proxy import ForwardProxy, ReverseProxy  # noqa: PLC0415
+
+        args, config, loop = self.args, self.config, self.loop
+        settings = dict(config.server_settings) if config is not None else {}
+        # limits are read when a server is made (its parser class): a subclass carries them;
+        # timeouts are read as they are used, so they go on the instance (and reload there)
+        limits = {k: v for k, v in settings.items() if k not in TIMEOUTS.values()}
+        server = make_server(
+            host,
+            port,
+            loop,
+            worker=worker is not None,
+            sock=worker.listen_socket() if worker is not None else None,
+            server_class=_server_class(limits),
+        )
+        _apply(server, {k: v for k, v in settings.items() if k in TIMEOUTS.values()})
+        client = _make_client(loop, config)
+        self.server, self.client = server, client
+        header = worker_header(args.worker_header)
+        proxy: Any
+        if args.forward:
+            forward_class = _with_header(ForwardProxy, header) if header else ForwardProxy
+            proxy = forward_class(server, client=client, connect_ports=args.connect_ports)
+            what = f"forward proxy (CONNECT to {', '.join(map(str, args.connect_ports))})"
+        else:
+            assert config is not None
+            try:
+                router = build_router(config, loop, client)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            self.balancer = SwitchableBalancer(router)
+            reverse_class = _with_header(ReverseProxy, header) if header else ReverseProxy
+            proxy = reverse_class(server, self.balancer, client=client)
+            names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
+            what = f"reverse proxy to {names}"
+        proxy.on("error", self.proxy_error)
+        log_target = args.access_log or (config.access_log if config is not None else None)
+        if log_target:
+            self.log_stream = _open_log(log_target)
+            fmt = args.access_log_format or (
+                config.access_log_format if config is not None else "common"
+            )
+            proxy.on("access", _access_writer(fmt, self.log_stream))
+        admin = args.admin or (config.admin if config is not None else None)
+        admin_note = ""
+        if admin is not None:
+            admin_host, admin_port = admin
+            if worker is not None and admin_port:
+                admin_port += worker.index
+            self.admin_server = self.serve_admin(proxy, admin_host, admin_port)
+            admin_note = (
+                f"; metrics on http://{format_address(admin_host, self.admin_server.port)}/metrics"
+            )
+        announce = None
+        if worker is None:
+            where = format_address(host, server.port)
+            announce = f"{what} on http://{where} (pid {os.getpid()}){admin_note}"
+        elif admin_note:
+            say("proxy", f"worker {os.getpid()}{admin_note}")
+        try:
+            return run_until_shutdown(
+                loop,
+                [server],
+                command="proxy",
+                grace=args.grace,
+                announce=announce,
+                worker=worker.pipes if worker is not None else None,
+                on_reload=self.reload if args.config else None,
+                on_shutdown=self.shutting_down,
+            )
+        finally:
+            if self.balancer is not None:
+                self.balancer.close()
+            client.close()
+            if self.log_stream is not None:
+                self.log_stream.close()
+            loop.close()
+
+    def serve_admin(self, proxy: Any, host: bytes, port: int) -> HttpServer:
+        try:
+            from ..proxy._metrics import ProxyMetrics  # noqa: PLC0415
+
+            metrics = ProxyMetrics()
+        except ImportError as exc:
+            raise CliError(f"--admin needs prometheus-client: {exc}") from None
+        metrics.attach(proxy)
+        balancer = self.balancer
+        if balancer is not None:
+
+            def queued() -> float:
+                total = 0
+                for router in balancer.balancers():
+                    for route in getattr(router, "routes", ()):
+                        total += getattr(route.group, "queued", 0)
+                return float(total)
+
+            metrics.queue_depth.set_function(queued)
+        try:
+            return metrics.serve_admin(host, port, self.loop)
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CliError(
+                f"cannot listen on {format_address(host, port)} (--admin): {reason}"
+            ) from None
+
+    def proxy_error(self, err: object) -> None:
+        say("proxy", f"error: {err}")
+
+    def shutting_down(self) -> None:
+        if self.admin_server is not None:
+            self.admin_server.shutdown()
+
+    def reload(self) -> None:
+        """SIGHUP: read the file again; use it if valid, else keep the running one."""
+        path = self.args.config
+        old = self.config
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                say("proxy", f"reload refused: {problem}")
+            return
+        server, client = self.server, self.client
+        assert self.balancer is not None and old is not None
+        assert server is not None and client is not None
+        try:
+            router = build_router(new, self.loop, client)
+        except ValueError as exc:
+            say("proxy", f"reload refused: {path}: {exc}")
+            return
+        self.balancer.switch(router)
+        for name in TIMEOUTS.values():  # the file's value, or back to the class default
+            if hasattr(type(server), name):
+                setattr(server, name, new.server_settings.get(name, getattr(type(server), name)))
+        _apply(client, _client_settings(new))
+        restart = [
+            name
+            for name, before, after in (
+                ("listen", old.listen, new.listen),
+                ("workers", old.workers, new.workers),
+                ("access_log", old.access_log, new.access_log),
+                ("access_log_format", old.access_log_format, new.access_log_format),
+                ("admin", old.admin, new.admin),
+                (
+                    "limits",
+                    {k: v for k, v in old.server_settings.items() if not k.endswith("_timeout")},
+                    {k: v for k, v in new.server_settings.items() if not k.endswith("_timeout")},
+                ),
+            )
+            if before != after
+        ]
+        self.config = new
+        routes = len(new.routes)
+        groups = len(new.groups)
+        say(
+            "proxy",
+            f"reloaded {path}: {groups} upstream group{'s' if groups != 1 else ''}, "
+            f"{routes} route{'s' if routes != 1 else ''}"
+            + (f" ({', '.join(restart)} changed: restart to apply)" if restart else ""),
+        )
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
+    """Run ``thor proxy`` with parsed ``args`` (``argv``: the command line, for workers)."""
+    if not (args.upstream or args.forward or args.config):
+        _usage_error("one of --upstream, --forward or --config is required")
+    if args.balance is not None and not args.upstream:
+        _usage_error("--balance goes with --upstream (in a --config file: 'balance = ...')")
+    config: ProxyConfig | None = None
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems[:-1]:
+                say("proxy", problem)
+            raise CliError(exc.problems[-1]) from None
+    elif args.upstream:
+        config = _command_line_config(args)
+    listen = args.listen or (config.listen if config is not None else None)
+    host, port = listen if listen is not None else parse_listen(DEFAULT_LISTEN)
+    workers = args.workers or (config.workers if config is not None else None) or 1
+    worker = worker_from_env()
+    if worker is None and workers > 1:
+        if args.forward:
+            what = "forward proxy"
+        else:
+            assert config is not None
+            names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
+            what = f"reverse proxy to {names}"
+        return Supervisor(
+            argv, workers, host, port, command="proxy", grace=args.grace, what=what
+        ).run()
+    return _ProxyRunner(args, config).run(host, port, worker)
