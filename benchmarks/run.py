@@ -277,6 +277,35 @@ SUITE: tuple[Workload, ...] = (
         worst=("errors", "conns"),
         load="origin",
     ),
+    Workload(
+        "http_proxy",
+        "reverse proxy -> nginx origin, proxy pinned to one CPU, wrk and the origin on another; "
+        "13-byte bodies (wrk -t1 -c50), headline requests per proxy CPU-second; 1 MiB bodies "
+        "(-c10), headline MB/s; 1 s warm-up + 5 s (see benchmarks/chart.py for the chart)",
+        (
+            *THOR_ROWS,
+            Impl("aiohttp", "peers", "aiohttp"),
+            Impl("aiohttp on uvloop", "peers", "uvloop"),
+            Impl("nginx (native ceiling)", "peers", "nginx"),
+            Impl("thor new, 2 workers (NOT pinned)", "new", "thor", ("--workers", "2")),
+        ),
+        ("--secs", "5", "--warmup", "1"),
+        ("--secs", "2", "--warmup", "1"),
+        peer="aiohttp",
+        extras=(
+            ("rps", "req/s", 0),
+            ("mb_s", "MB/s", 1),
+            ("req_per_cpu_s", "req/CPU-s", 0),
+            ("p99_ms", "p99 ms", 2),
+            ("proxy_busy", "proxy busy", 2),
+            ("upstream_conns", "upstream conns opened", 0),
+            ("rss_mib", "RSS MiB", 1),
+            ("errors", "errors", 0),
+        ),
+        per_cpu_headline=True,
+        worst=("errors", "upstream_conns"),
+        load="wrk",
+    ),
 )
 BY_NAME = {w.name: w for w in SUITE}
 
@@ -1107,6 +1136,11 @@ def main() -> int:
     line, goals = summary(tables)
     if line:
         out += ["", line]
+    if "http_proxy" in tables:
+        import chart
+
+        proxy_line = chart.proxy_summary(records)
+        out += ["", proxy_line] if proxy_line else []
     n_disturbed = sum(1 for r in records if r["disturbed"])
     steal = max((r["steal_max"] for r in records), default=0.0)
     other = [r["other_cpu_busy_pct"] for r in records if "other_cpu_busy_pct" in r]
@@ -1146,6 +1180,13 @@ def main() -> int:
     raw.write_text(json.dumps(payload, indent=1, default=str))
     (RESULTS / f"thor-bench-{stamp}.md").write_text(text)
     log(f"raw results: {raw.relative_to(ROOT) if raw.is_relative_to(ROOT) else raw}")
+    if "http_proxy" in tables:  # its chart, drawn in a venv with matplotlib (benchmarks/chart.py)
+        import chart
+
+        try:
+            log(f"proxy chart: {chart.draw(raw)}")
+        except (OSError, subprocess.CalledProcessError) as e:
+            log(f"proxy chart: not drawn ({e})")
     return 1 if failed else 0
 
 
