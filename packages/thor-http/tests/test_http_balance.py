@@ -503,3 +503,25 @@ def test_remove_takes_an_upstream_out_and_its_requests_still_release() -> None:
     assert held.active == 0
     with pytest.raises(ValueError, match="not in this group"):
         group.remove(held)
+
+
+def test_statistics_snapshot(loop: LoopBase) -> None:
+    a, b = ups(1, 2, max_conns=1)
+    group = UpstreamGroup([a, b], "least_conn", loop=loop, eject_after=1)
+    pick(group, release=False)
+    held = pick(group, release=False)
+    waiting = Grants()
+    group.acquire(Req(), waiting)
+    group.release(held, ok=False)  # ejected: the waiting request cannot have its slot
+    stats = group.statistics()
+    assert stats.policy == "least_conn"
+    assert stats.queued == 1
+    assert [(s.name, s.active, s.healthy, s.failures, s.ejections) for s in stats.upstreams] == [
+        ("127.0.0.1:1", 1, True, 0, 0),
+        ("127.0.0.1:2", 0, False, 1, 1),
+    ]
+    assert stats.upstreams[0].max_conns == 1
+    group.close()
+    drain(loop)
+    assert waiting.calls == [(None, "closed")]
+    assert group.statistics().queued == 0

@@ -42,6 +42,7 @@ import hashlib
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from thor.events import EventEmitter
@@ -56,7 +57,15 @@ if TYPE_CHECKING:
     from ..client import HttpClient
     from ._health import HealthChecker
 
-__all__ = ["POLICIES", "BalanceRequest", "Ready", "Upstream", "UpstreamGroup"]
+__all__ = [
+    "POLICIES",
+    "BalanceRequest",
+    "GroupStatistics",
+    "Ready",
+    "Upstream",
+    "UpstreamGroup",
+    "UpstreamStatistics",
+]
 
 #: the balancing policies UpstreamGroup knows
 POLICIES = ("round_robin", "least_conn", "hash")
@@ -194,6 +203,30 @@ class Upstream:
         return f"<Upstream {self.url} {state} active={self.active}{limit} weight={self.weight}>"
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamStatistics:
+    """A snapshot of one upstream's state (see ``Upstream`` for the fields)."""
+
+    name: str
+    url: str
+    active: int
+    max_conns: int | None
+    weight: int
+    healthy: bool
+    ejected: bool
+    failures: int
+    ejections: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatistics:
+    """A snapshot of an UpstreamGroup: its policy, queue depth and upstreams."""
+
+    policy: str
+    queued: int
+    upstreams: tuple[UpstreamStatistics, ...]
+
+
 def _ring_hash(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
@@ -307,6 +340,27 @@ class UpstreamGroup(EventEmitter):
     def queued(self) -> int:
         """Requests waiting for a slot."""
         return len(self._queue)
+
+    def statistics(self) -> GroupStatistics:
+        """A snapshot of the queue depth and every upstream's state (for metrics, admin pages)."""
+        return GroupStatistics(
+            self.policy,
+            len(self._queue),
+            tuple(
+                UpstreamStatistics(
+                    up.name,
+                    up.url,
+                    up.active,
+                    up.max_conns,
+                    up.weight,
+                    up.healthy,
+                    up._ejected,
+                    up.failures,
+                    up.ejections,
+                )
+                for up in self._upstreams
+            ),
+        )
 
     def add(self, upstream: Upstream | str) -> Upstream:
         """Add an upstream (or a URL); queued requests may go to it at once.
