@@ -525,3 +525,29 @@ def test_statistics_snapshot(loop: LoopBase) -> None:
     drain(loop)
     assert waiting.calls == [(None, "closed")]
     assert group.statistics().queued == 0
+
+
+def test_an_upstream_shared_by_two_groups_shares_its_slots_and_health(loop: LoopBase) -> None:
+    shared = Upstream("http://127.0.0.1:1", max_conns=1)
+    first = UpstreamGroup([shared], loop=loop, eject_after=1, eject_for=60)
+    second = UpstreamGroup([shared, Upstream("http://127.0.0.1:2", max_conns=1)], loop=loop)
+    seen: list[str] = []
+    first.on("health", lambda up, healthy: seen.append(f"first {up.name} {healthy}"))
+    second.on("health", lambda up, healthy: seen.append(f"second {up.name} {healthy}"))
+    held = Grants()
+    first.acquire(Req(), held)
+    second.acquire(Req(), held)  # the shared one is full: the other one
+    waiting = Grants()
+    second.acquire(Req(), waiting)
+    assert held.names == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert second.queued == 1
+    first.release(shared)  # frees a slot second's queue can use
+    drain(loop)
+    assert waiting.calls == [(shared, None)]
+    second.release(shared)
+    first.acquire(Req(), Grants())
+    first.release(shared, ok=False)  # ejected by first: second sees it too
+    assert seen == ["first 127.0.0.1:1 False", "second 127.0.0.1:1 False"]
+    assert second.statistics().upstreams[0].healthy is False
+    first.close()
+    second.close()

@@ -121,8 +121,8 @@ def test_release_goes_to_the_group_that_lent_the_upstream() -> None:
     assert ejected == []
     router.acquire(req(b"/one"), lambda up, reason: got.append(up))
     assert got == [shared, shared]
-    router.release(shared, ok=False)  # first ejects after 2 consecutive failures in all (>= 1)
-    assert ejected == ["first False"]
+    router.release(shared, ok=False)  # 2 failures: first's eject_after (1) applies, not 3
+    assert ejected == ["first False", "second False"]  # both groups see the shared upstream
     assert shared.active == 0
     with pytest.raises(RuntimeError, match="without a matching acquire"):
         router.release(shared)
@@ -185,3 +185,20 @@ def test_route_needs_a_group_and_router_needs_routes() -> None:
         Router([])
     with pytest.raises(ValueError, match="Route objects"):
         Router([group(1)])  # type: ignore[list-item]
+
+
+def test_cancel_reaches_the_group_that_queued_the_request() -> None:
+    up = Upstream("http://127.0.0.1:1", max_conns=1)
+    busy = UpstreamGroup([up])
+    router = Router([Route(path_prefix=b"/a", group=group(2)), Route(group=busy)])
+    calls: list[tuple[Upstream | None, str | None]] = []
+    router.acquire(req(b"/b"), lambda u, r: calls.append((u, r)))
+    waiting = req(b"/b")
+    router.acquire(waiting, lambda u, r: calls.append((u, r)))
+    assert busy.queued == 1
+    assert router.cancel(waiting)
+    assert busy.queued == 0
+    assert not router.cancel(waiting)
+    assert calls == [(up, None)]
+    assert [type(g).__name__ for g in router.groups()] == ["UpstreamGroup", "UpstreamGroup"]
+    router.close()

@@ -139,6 +139,7 @@ class Upstream:
     __slots__ = (
         "_check_ok",
         "_ejected",
+        "_groups",
         "active",
         "authority",
         "ejections",
@@ -181,6 +182,7 @@ class Upstream:
         self.ejections = 0
         self._ejected = False
         self._check_ok = True
+        self._groups: list[UpstreamGroup] = []  # the groups it is in (they share its slots)
 
     @property
     def healthy(self) -> bool:
@@ -266,9 +268,14 @@ class UpstreamGroup(EventEmitter):
         ValueError: an unknown policy or hash key, a setting out of range, or an origin
             listed twice; the message names the offending value.
 
+    An Upstream may be in several groups (routes with different policies in front of the same
+    server): its ``active`` count and ``max_conns`` are then shared, and every group sees its
+    health changes and serves its own queue when the upstream frees a slot. Failures count
+    against the group the request was released to (its ``eject_after``).
+
     Events:
-        health (upstream, healthy: bool): an upstream became unhealthy (ejected, or failed an
-            active check) or healthy again; many times, only on a change.
+        health (upstream, healthy: bool): an upstream of this group became unhealthy (ejected,
+            or failed an active check) or healthy again; many times, only on a change.
     """
 
     def __init__(
@@ -386,6 +393,7 @@ class UpstreamGroup(EventEmitter):
         if upstream not in self._upstreams:
             raise ValueError(f"upstream {upstream.name} is not in this group")
         self._upstreams.remove(upstream)
+        upstream._groups = [group for group in upstream._groups if group is not self]
         self._rr_score.pop(upstream, None)
         timer = self._eject_timers.pop(upstream, None)
         if timer is not None:
@@ -399,6 +407,7 @@ class UpstreamGroup(EventEmitter):
             if known.origin == upstream.origin:
                 raise ValueError(f"upstream {upstream.url!r} is listed twice")
         self._upstreams.append(upstream)
+        upstream._groups.append(self)
         self._rr_score[upstream] = 0
         return upstream
 
@@ -482,6 +491,9 @@ class UpstreamGroup(EventEmitter):
             ):
                 self._eject(upstream)
         self._service()
+        for group in upstream._groups:  # an upstream shared with other groups: theirs too
+            if group is not self:
+                group._service()
 
     def _any_healthy(self) -> bool:
         return any(upstream.healthy for upstream in self._upstreams)
@@ -625,11 +637,13 @@ class UpstreamGroup(EventEmitter):
     def _changed(self, upstream: Upstream, was_healthy: bool) -> None:
         if upstream.healthy == was_healthy:
             return
-        self.emit("health", upstream, upstream.healthy)
-        if upstream.healthy:
-            self._service()
-        elif self._queue and not self._any_healthy():
-            self._fail_queue(NO_HEALTHY)
+        groups = [self, *(group for group in upstream._groups if group is not self)]
+        for group in groups:  # every group it is in sees the change
+            group.emit("health", upstream, upstream.healthy)
+            if upstream.healthy:
+                group._service()
+            elif group._queue and not group._any_healthy():
+                group._fail_queue(NO_HEALTHY)
 
     def start_health_checks(
         self,

@@ -198,21 +198,35 @@ class Router:
         groups = self._lent.get(upstream)
         if not groups:
             raise RuntimeError(f"release({upstream.name}) without a matching acquire")
-        group = groups.pop()
+        group = groups.pop(0)
         if not groups:
             del self._lent[upstream]
         group.release(upstream, ok)
 
-    def close(self) -> None:
-        """``close()`` every distinct group that has one (UpstreamGroups do)."""
+    def groups(self) -> list[Balancer]:
+        """The distinct groups of the routes, in route order."""
         seen: list[Balancer] = []
         for route in self.routes:
             group = route.group
             if group is not None and all(group is not other for other in seen):
                 seen.append(group)
-                close = getattr(group, "close", None)
-                if close is not None:
-                    close()
+        return seen
+
+    def cancel(self, px: RouteRequest) -> bool:
+        """Forget the queued request ``px`` (its client went away) in whichever group queued
+        it; its ``ready`` is not called. Returns True when it was waiting."""
+        for group in self.groups():
+            cancel = getattr(group, "cancel", None)
+            if cancel is not None and cancel(px):
+                return True
+        return False
+
+    def close(self) -> None:
+        """``close()`` every distinct group that has one (UpstreamGroups do)."""
+        for group in self.groups():
+            close = getattr(group, "close", None)
+            if close is not None:
+                close()
 
     def __repr__(self) -> str:
         return f"<Router {len(self.routes)} routes>"
