@@ -275,7 +275,9 @@ def trace_body(method: bytes, target: bytes, version: bytes, headers: RawHeaderL
     request as received, without fields that may carry credentials."""
     lines = [method + b" " + target + b" HTTP/" + version]
     secret = (b"authorization", b"proxy-authorization", b"cookie")
-    lines += [name + b": " + value for name, value in headers if name.lower() not in secret]
+    lines += [
+        name + b": " + value.strip(OWS) for name, value in headers if name.lower() not in secret
+    ]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 

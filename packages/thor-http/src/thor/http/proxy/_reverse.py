@@ -107,4 +107,7 @@ class ReverseProxy(ProxyBase):
             return
         cx = _HostKeepingExchange(self.client)
         cx.keep_host = px.host
+        # a Host field (which the client drops) keeps the client's cache of prepared heads,
+        # keyed by the fields, from serving this request a head with another Host
+        px.req_hdrs = [*px.req_hdrs, (b"Host", px.host)]
         px._start_request(cx, _prefix(upstream) + px.target)
