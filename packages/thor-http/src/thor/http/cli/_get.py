@@ -24,13 +24,14 @@ import thor.loop
 
 from .._abnf import parse_decimal
 from ..client.__main__ import _header_arg, _Printer
-from ..error import HttpError
+from ..error import HttpError, UrlError
+from ..uri import parse_uri
 from ._common import CliError
 
 if TYPE_CHECKING:
     from .._headers import RawHeaderListType
 
-__all__ = ["Saver", "add_parser", "progress_bar", "run"]
+__all__ = ["Saver", "add_parser", "progress_bar", "run", "url_arg"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="fetch a URL",
         description="Fetch an http(s) URL and print the response, or save its body (-o).",
     )
-    parser.add_argument("url", help="the absolute http:// or https:// URL")
+    parser.add_argument("url", type=url_arg, help="the absolute http:// or https:// URL")
     parser.add_argument(
         "-o",
         "--output",
@@ -62,6 +63,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="connect and read timeout, seconds (10)"
     )
+
+
+def url_arg(text: str) -> str:
+    """argparse type: an absolute http(s) URL thor's client accepts (a usage error naming the
+    URL otherwise)."""
+    try:
+        parse_uri(text.encode("utf-8", "surrogateescape"))
+    except UrlError as exc:
+        reason = exc.detail or exc.desc
+        raise argparse.ArgumentTypeError(f"bad URL {text!r}: {reason}") from None
+    return text
 
 
 def progress_bar(total: int | None, name: str, stream: IO[str]) -> Any:

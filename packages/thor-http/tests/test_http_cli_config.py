@@ -1,0 +1,239 @@
+"""``thor proxy --config``: the TOML file's validation, every problem naming its line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import thor.loop
+from thor.http.cli._config import ConfigError, load_config, parse_config
+from thor.http.cli._proxy import build_router
+from thor.http.client import HttpClient
+
+GOOD = textwrap.dedent(
+    """\
+    listen = "127.0.0.1:8080"
+    workers = 2
+    access_log = "-"
+    access_log_format = "json"
+    admin = "127.0.0.1:9100"
+
+    [limits]
+    max_body_size = 1048576
+    max_conns_per_upstream = 32
+
+    [timeouts]
+    idle = 30
+    request_head = 5.5
+    upstream_connect = 2
+    upstream_read = false
+
+    [upstreams.app]
+    servers = ["http://127.0.0.1:8001", { url = "http://127.0.0.1:8002", weight = 3 }]
+    balance = "hash:X-User"
+    max_conns = 10
+    queue_timeout = 2
+    health_check = "/health"
+
+    [upstreams.static]
+    servers = ["http://127.0.0.1:8003/"]
+    balance = "least_conn"
+
+    [[routes]]
+    path = "/api"
+    upstream = "app"
+
+    [[routes]]
+    host = "static.example.com"
+    upstream = "static"
+    """
+)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "proxy.toml")
+    return info.value.problems
+
+
+def test_a_good_file() -> None:
+    config = parse_config(GOOD, "proxy.toml")
+    assert config.listen == (b"127.0.0.1", 8080)
+    assert config.workers == 2
+    assert config.admin == (b"127.0.0.1", 9100)
+    assert config.access_log == "-" and config.access_log_format == "json"
+    assert config.server_settings == {
+        "max_body_size": 1048576,
+        "idle_timeout": 30.0,
+        "request_head_timeout": 5.5,
+    }
+    assert config.client_settings == {
+        "max_server_conn": 32,
+        "connect_timeout": 2.0,
+        "read_timeout": None,
+    }
+    app = config.groups["app"]
+    assert [(s.url, s.weight, s.max_conns) for s in app.servers] == [
+        ("http://127.0.0.1:8001", 1, 10),
+        ("http://127.0.0.1:8002", 3, 10),
+    ]
+    assert (app.policy, app.hash_key, app.queue_timeout) == ("hash", "header:X-User", 2.0)
+    assert app.health_check == "/health"
+    assert config.groups["static"].policy == "least_conn"
+    assert [(r.host, r.path, r.upstream) for r in config.routes] == [
+        (None, "/api", "app"),
+        ("static.example.com", "/", "static"),
+    ]
+
+
+def test_a_good_file_builds_a_router() -> None:
+    loop = thor.loop.make()
+    client = HttpClient(loop)
+    router = build_router(parse_config(GOOD, "proxy.toml"), loop, client)
+    assert len(router.routes) == 2
+    router.close()
+    client.close()
+    loop.close()
+
+
+def test_one_group_needs_no_routes() -> None:
+    config = parse_config('[upstreams.only]\nservers = ["http://127.0.0.1:1"]\n')
+    assert [(r.host, r.path, r.upstream) for r in config.routes] == [(None, "/", "only")]
+
+
+def test_syntax_errors_carry_their_line() -> None:
+    found = problems(
+        'listen = "127.0.0.1:8080"\n\n[upstreams.a]\nservers = [\n  "http://h:1",,\n]\n'
+    )
+    assert len(found) == 1
+    assert found[0].startswith("proxy.toml:5: TOML syntax: ")
+
+
+def test_every_problem_is_reported_with_its_line() -> None:
+    text = textwrap.dedent(
+        """\
+        listen = "127.0.0.1:http"
+        wrokers = 2
+
+        [timeouts]
+        idle = -1
+
+        [upstreams.app]
+        servers = ["http://127.0.0.1:8001/x", "ftp://h", "http://127.0.0.1:8001"]
+        balance = "fastest"
+        max_conns = 0
+
+        [upstreams.other]
+        servers = []
+
+        [[routes]]
+        path = "api"
+        upstream = "app"
+
+        [[routes]]
+        host = "example.com"
+        upstream = "missing"
+        """
+    )
+    found = problems(text)
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines)
+    by_line: dict[int, str] = {}
+    for problem in found:
+        line = int(problem.split(":")[1])
+        by_line[line] = by_line.get(line, "") + problem + "\n"
+    assert "listen: bad listen address '127.0.0.1:http'" in by_line[1]
+    assert "wrokers: unknown key" in by_line[2]
+    assert "timeouts.idle: expected a number of seconds > 0" in by_line[5]
+    assert "upstreams.app.servers[0]: 'http://127.0.0.1:8001/x' must be an origin" in by_line[8]
+    assert "upstreams.app.servers[1]: bad URL 'ftp://h'" in by_line[8]
+    assert "unknown policy 'fastest'" in by_line[9]
+    assert "upstreams.app.max_conns: expected a whole number >= 1" in by_line[10]
+    assert "upstreams.other.servers: expected a non-empty list" in by_line[13]
+    assert "routes[0].path: expected a path prefix starting with '/'" in by_line[16]
+    assert "routes[1].upstream: no upstream group 'missing' (known: app, other)" in by_line[21]
+
+
+def test_keys_in_dotted_and_quoted_forms_are_located() -> None:
+    text = 'upstreams.app.servers = ["http://h:1"]\nupstreams.app."balance" = "nope"\n'
+    (found,) = problems(text)
+    assert found.startswith("proxy.toml:2: upstreams.app.balance: unknown policy 'nope'")
+
+
+def test_array_of_tables_are_counted() -> None:
+    text = textwrap.dedent(
+        """\
+        [upstreams.a]
+        servers = ["http://h:1"]
+
+        [[routes]]
+        upstream = "a"
+
+        [[routes]]
+        upstream = "a"
+        colour = "blue"
+        """
+    )
+    (found,) = problems(text)
+    assert found.startswith("proxy.toml:9: routes[1].colour: unknown key")
+
+
+def test_several_groups_need_routes() -> None:
+    text = '[upstreams.a]\nservers = ["http://h:1"]\n[upstreams.b]\nservers = ["http://h:2"]\n'
+    (found,) = problems(text)
+    assert found.startswith("proxy.toml:1: upstreams: several upstream groups")
+
+
+def test_no_upstreams() -> None:
+    (found,) = problems('listen = ":8080"\n')
+    assert "no upstream group" in found
+
+
+def test_types_are_checked() -> None:
+    text = textwrap.dedent(
+        """\
+        workers = true
+        access_log_format = "xml"
+
+        [limits]
+        max_fields = "100"
+
+        [upstreams.a]
+        servers = ["http://h:1", { url = "http://h:2", weight = 1.5 }, 7]
+        health_check = "health"
+        """
+    )
+    found = problems(text)
+    assert "workers: expected a whole number >= 1, not True" in found[0]
+    assert "access_log_format: expected 'common' or 'json'" in found[1]
+    assert "limits.max_fields: expected a whole number" in found[2]
+    joined = "\n".join(found)
+    assert "servers[1].weight: expected a whole number >= 1, not 1.5" in joined
+    assert "servers[2]: expected a URL or a table with url, not 7" in joined
+    assert "health_check: expected a path starting with '/'" in joined
+
+
+def test_duplicate_servers() -> None:
+    (found,) = problems('[upstreams.a]\nservers = ["http://h:1", "http://H:1/"]\n')
+    assert "servers[1]: 'http://H:1/' is listed twice" in found
+
+
+def test_load_config_reads_files(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(GOOD)
+    assert load_config(str(path)).source == str(path)
+    path.write_bytes(b'listen = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"p\.toml:1: not UTF-8"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "nope.toml"))
+
+
+def test_config_error_pickles() -> None:
+    import pickle
+
+    err = ConfigError(["a:1: x", "a:2: y"])
+    copy = pickle.loads(pickle.dumps(err))
+    assert copy.problems == err.problems
