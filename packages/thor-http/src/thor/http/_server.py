@@ -101,6 +101,12 @@ class HttpServer(EventEmitter):
         auto_continue: answer ``Expect: 100-continue`` by itself when the application wants
             the body (see ``HttpServerConnection.req_body_pause``); False leaves it to the
             application (``response_nonfinal(b"100", b"Continue", [])``) (True).
+        proxy_protocol: every connection starts with a PROXY protocol header, version 1 or 2
+            (from a load balancer: see ``_proxy_protocol.py``); the connection's ``address``
+            becomes the client's address it names. The header must be complete within
+            ``request_head_timeout`` (``request_timeout`` when None); a connection whose
+            header is missing, malformed or late is closed without a response. Plain TCP
+            only (False).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -129,6 +135,7 @@ class HttpServer(EventEmitter):
     lenient_bare_lf: bool = False
     lenient_obs_fold: bool = False
     auto_continue: bool = True
+    proxy_protocol: bool = False
 
     def __init__(
         self,
@@ -196,8 +203,22 @@ class HttpServer(EventEmitter):
     def _on_start(self) -> None:
         self.emit("start")
 
-    def handle_conn(self, tcp_conn: TcpConnection) -> None:
-        """Serve an accepted connection (the TcpServer's ``'connect'`` listener)."""
+    def handle_conn(self, tcp_conn: TcpConnection, after_header: bytes | None = None) -> None:
+        """Serve an accepted connection (the TcpServer's ``'connect'`` listener).
+
+        With ``proxy_protocol``, a ProxyHeaderReader reads the PROXY header first, sets the
+        connection's address and calls this again with ``after_header``, the bytes that came
+        after the header: they are served as if just read from the connection.
+        """
+        if after_header is None and self.proxy_protocol:
+            # imported here: only servers behind a balancer need it
+            from ._proxy_protocol import ProxyHeaderReader  # noqa: PLC0415
+
+            timeout = self.request_head_timeout
+            if timeout is None:
+                timeout = self.request_timeout
+            ProxyHeaderReader(tcp_conn, self.loop, timeout, self.handle_conn)
+            return
         sweep = self._sweep_event
         if sweep is None or sweep.cancelled:  # idle until now: start the sweep
             self._now = self.loop.time()
@@ -207,6 +228,11 @@ class HttpServer(EventEmitter):
         self.connections.add(conn)
         if self.shutting_down:
             conn._closing = True
+        if after_header:
+            # the connection's 'data' is what feeds the HttpServerConnection (its sink)
+            tcp_conn.emit("data", after_header)
+            if conn.tcp_conn is None:  # answered and closed, or handed over, already
+                return
         conn._start()
 
     def _sweep(self) -> None:
