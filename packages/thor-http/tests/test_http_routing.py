@@ -153,6 +153,21 @@ def test_request_host_path(
     assert request_host_path(Req(target, headers)) == expected
 
 
+@dataclass
+class ProxiedReq(Req):
+    """As the proxy's ProxyExchange has it: Host moved from the fields to ``host``."""
+
+    host: bytes | None = None
+
+
+def test_the_requests_host_attribute_wins_over_the_host_field(router: Router) -> None:
+    proxied = ProxiedReq(b"/api", [(b"Host", b"other.org")], host=b"Example.com:80")
+    assert request_host_path(proxied) == (b"example.com", b"/api")
+    assert routed(router, proxied) == "5"
+    assert routed(router, ProxiedReq(b"/api", [(b"Host", b"example.com")])) == "5"
+    assert routed(router, ProxiedReq(b"http://static.example.com/", host=b"example.com")) == "4"
+
+
 def test_split_host() -> None:
     assert split_host(b"Example.com:8080") == b"example.com"
     assert split_host(b"[::1]:80") == b"[::1]"

@@ -9,8 +9,10 @@ matching routes the longest prefix wins; on equal prefixes a route naming the ho
 catch-all one, then the first listed wins.
 
 The request's host is the authority of an absolute-form target (RFC 9112 §3.2.2: it overrides
-Host), else the Host header; compared case-insensitively, without its port. The path is the
-target's path, without the query.
+Host), else the request's ``host`` attribute when it has one (the proxy's ``ProxyExchange``
+keeps the client's Host there, and removes the field from ``req_hdrs``), else the Host field;
+compared case-insensitively, without its port. The path is the target's path, without the
+query.
 
 The router has the groups' ``acquire``/``release`` contract; it remembers which group lent each
 upstream in flight, so ``release`` reaches the right one even when groups share upstreams.
@@ -114,7 +116,8 @@ class Route:
 
 
 def request_host_path(px: RouteRequest) -> tuple[bytes | None, bytes]:
-    """The request's host (lower-cased, no port; None when it has none) and path."""
+    """The request's host (lower-cased, no port; None when it has none) and path: see the
+    module docstring for where the host is taken from."""
     target = px.target
     host: bytes | None = None
     if not target.startswith(b"/"):
@@ -129,6 +132,10 @@ def request_host_path(px: RouteRequest) -> tuple[bytes | None, bytes]:
             target = rest[end:]
             if not target.startswith(b"/"):
                 target = b"/" + target
+    if host is None:
+        given = getattr(px, "host", None)
+        if isinstance(given, bytes) and given:
+            host = split_host(given) or None
     if host is None:
         for name, value in px.req_hdrs:
             if name.lower() == b"host":
