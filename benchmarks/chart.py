@@ -124,7 +124,10 @@ def proxy_summary(records: list[dict[str, Any]]) -> str:
         return mine / theirs if theirs > 0 and not math.isnan(mine) else math.nan
 
     parts = []
-    for case, what in ((SMALL, "requests per proxy CPU-s"), (LARGE, "MB/s")):
+    for case, what in (
+        (SMALL, "13-byte bodies, requests per proxy CPU-s"),
+        (LARGE, "1 MiB bodies, MB/s"),
+    ):
         if case not in new:
             continue
         items = []
@@ -140,14 +143,14 @@ def proxy_summary(records: list[dict[str, Any]]) -> str:
                     mark = f" {'ok' if x >= goal else 'MISS'} (on par: >={goal:g}x)"
             items.append(f"vs {ROLE_TEXT[other]} {_x(x)}{mark}")
         if items:
-            parts.append(f"{case}s, {what}: " + ", ".join(items))
+            parts.append(f"{what}: " + ", ".join(items))
     if "workers" in roles:
         scale = []
-        for case in (SMALL, LARGE):
+        for case, what in ((SMALL, "13-byte bodies"), (LARGE, "1 MiB bodies")):
             one, two = new.get(case), meds[roles["workers"]].get(case)
-            if one and two and one["rps"] > 0:
+            if one and two and one["rps"] > 0 and one["req_per_cpu_s"] > 0:
                 scale.append(
-                    f"{case}s {_x(two['rps'] / one['rps'])} req/s, "
+                    f"{what} {_x(two['rps'] / one['rps'])} req/s, "
                     f"{_x(two['req_per_cpu_s'] / one['req_per_cpu_s'])} req per CPU-s"
                 )
         if scale:

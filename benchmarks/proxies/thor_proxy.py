@@ -1,20 +1,21 @@
 """The thor reverse proxy (``thor.http.proxy.ReverseProxy``), run in the new venv.
 
-    python benchmarks/proxies/thor_proxy.py PORT ORIGIN_HOST:ORIGIN_PORT [--pool N] [--workers N]
+    python benchmarks/proxies/thor_proxy.py PORT ORIGIN_HOST:ORIGIN_PORT [--workers N]
 
-One ``HttpServer`` on 127.0.0.1:PORT and a ``ReverseProxy`` in front of one upstream, the origin,
-through an ``HttpClient`` keeping up to --pool (64, like the other proxies' pools; the client's
-default is 6) connections to it. Everything else is the proxy's defaults (hop-by-hop fields, Via,
-X-Forwarded-For / Forwarded, streaming, flow control both ways).
+One ``HttpServer`` on 127.0.0.1:PORT and ``ReverseProxy(server, "http://ORIGIN")`` with the
+proxy's defaults throughout: the HttpClient it makes (``upstream_max_conns`` = 256 pooled
+connections to the origin, of which the benchmark's 50 client connections use at most 50),
+hop-by-hop fields, Via, X-Forwarded-For / Forwarded, streaming, flow control both ways. No
+access-log writer is attached.
 
 --workers N (N > 1) forks N processes, each with its own listening socket on the same port
 (``reuse_port=True``, SO_REUSEPORT: the kernel spreads new connections over them) and its own
 loop, client and pool; the parent waits, and SIGTERM/SIGINT to it stop them all. The benchmark
-uses this for its ``--workers 2`` row when ``thor proxy --workers`` (the command line) is not
-there.
+uses this for its ``--workers 2`` row only when ``thor proxy --workers`` (the command line) is
+not there.
 
-Exits with status 3 and says so when ``thor.http.proxy.ReverseProxy`` (or the upstream
-classes it needs) is not in the installed thor-http yet.
+Exits with status 3 and says so when ``thor.http.proxy.ReverseProxy`` is not in the installed
+thor-http.
 """
 
 from __future__ import annotations
@@ -28,27 +29,20 @@ import sys
 def missing() -> str:
     """'' when the proxy API this script needs imports, else what is missing."""
     try:
-        from thor.http import proxy
+        from thor.http.proxy import ReverseProxy  # noqa: F401
     except ImportError as e:
-        return f"thor.http.proxy does not import: {e!r}"
-    names = ("ReverseProxy", "Upstream", "UpstreamGroup")
-    absent = [n for n in names if not hasattr(proxy, n)]
-    if absent:
-        return f"thor.http.proxy has no {', '.join(absent)} (being written?)"
+        return f"thor.http.proxy.ReverseProxy does not import (not written yet?): {e!r}"
     return ""
 
 
-def serve(port: int, origin: str, pool: int, reuse_port: bool) -> None:
+def serve(port: int, origin: str, reuse_port: bool) -> None:
     """Run one proxy process until it is signalled."""
     import thor.loop
-    from thor.http import HttpClient, HttpServer
-    from thor.http.proxy import ReverseProxy, Upstream, UpstreamGroup
+    from thor.http import HttpServer
+    from thor.http.proxy import ReverseProxy
 
-    client = HttpClient()
-    client.max_server_conn = pool
     server = HttpServer(b"127.0.0.1", port, reuse_port=reuse_port)
-    group = UpstreamGroup([Upstream(f"http://{origin}")])
-    proxy = ReverseProxy(server, group, client=client)
+    proxy = ReverseProxy(server, f"http://{origin}")
     proxy.on("error", lambda err: print(f"proxy error: {err!r}", file=sys.stderr, flush=True))
     thor.loop.run()
 
@@ -57,7 +51,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("port", type=int)
     ap.add_argument("origin", help="HOST:PORT of the origin server")
-    ap.add_argument("--pool", type=int, default=64, help="upstream connections (max_server_conn)")
     ap.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     args = ap.parse_args()
     problem = missing()
@@ -65,14 +58,14 @@ def main() -> None:
         print(f"thor_proxy.py: cannot run the thor reverse proxy: {problem}", file=sys.stderr)
         sys.exit(3)
     if args.workers <= 1:
-        serve(args.port, args.origin, args.pool, reuse_port=False)
+        serve(args.port, args.origin, reuse_port=False)
         return
     children = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
             try:
-                serve(args.port, args.origin, args.pool, reuse_port=True)
+                serve(args.port, args.origin, reuse_port=True)
             finally:
                 os._exit(0)
         children.append(pid)
