@@ -229,3 +229,50 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install thor-http\[metrics\]"):
         ProxyMetrics()
+
+
+class Group:
+    def __init__(self, queued: int) -> None:
+        self.queued = queued
+
+
+class RouterLike:
+    def __init__(self, *groups: Group) -> None:
+        self._groups = list(groups)
+
+    def groups(self) -> list[Group]:
+        return self._groups
+
+
+def test_attach_wires_queue_depth_to_the_selector_followed_on_reload() -> None:
+    metrics = ProxyMetrics()
+    proxy = EventEmitter()
+    proxy.selector = RouterLike(Group(2), Group(3))  # type: ignore[attr-defined]
+    metrics.attach(proxy)
+    assert parse(metrics.exposition().decode())[("thor_proxy_queue_depth", frozenset())] == 5
+    proxy.selector = Group(4)  # type: ignore[attr-defined]  # a reload replaced it
+    assert parse(metrics.exposition().decode())[("thor_proxy_queue_depth", frozenset())] == 4
+    proxy.selector = lambda px, ready: None  # type: ignore[attr-defined]  # a plain callable
+    assert parse(metrics.exposition().decode())[("thor_proxy_queue_depth", frozenset())] == 0
+    # a gauge given a source first is left alone
+    other = ProxyMetrics()
+    other.queue_depth.set(9)
+    other.attach(proxy)
+    assert parse(other.exposition().decode())[("thor_proxy_queue_depth", frozenset())] == 9
+
+
+def test_error_reasons_lose_their_detail() -> None:
+    metrics = ProxyMetrics()
+    for error in (
+        "upstream: Read timeout (no response after 30 s)",
+        "upstream: Read timeout (no response after 31 s)",
+        "queue timeout",
+        "x" * 100,
+    ):
+        metrics.observe(record(error=error))
+    reasons = {
+        dict(labels)["reason"]: v
+        for (n, labels), v in parse(metrics.exposition().decode()).items()
+        if n == "thor_proxy_upstream_errors_total"
+    }
+    assert reasons == {"upstream: Read timeout": 2, "queue timeout": 1, "x" * 64: 1}

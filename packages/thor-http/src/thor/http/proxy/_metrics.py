@@ -35,7 +35,7 @@ name                              type       what
 ``_response_body_bytes_total``    counter    response body bytes to clients
 ``_upstream_requests_total``      counter    requests sent to each ``upstream``
 ``_upstream_errors_total``        counter    failed exchanges, by ``reason`` (the record's
-                                             ``error``)
+                                             ``error`` up to any `` (detail)``, 64 characters)
 ``_request_duration_seconds``     histogram  request head received to response done
 ``_upstream_connect_seconds``     histogram  until the upstream connection was ready
 ``_upstream_first_byte_seconds``  histogram  until the upstream's response head
@@ -104,6 +104,24 @@ def _require_prometheus() -> Any:
     return prometheus_client
 
 
+def _reason(error: str) -> str:
+    """The label value for an error reason: without its parenthesised detail (an address, a
+    message), at most 64 characters."""
+    return error.partition(" (")[0][:64]
+
+
+def _queued(selector: object) -> int:
+    """Requests waiting in ``selector``: its ``queued`` (an UpstreamGroup), or the sum over its
+    ``groups()`` (a Router); 0 for anything else."""
+    queued = getattr(selector, "queued", None)
+    if isinstance(queued, int):
+        return queued
+    groups = getattr(selector, "groups", None)
+    if callable(groups):
+        return sum(_queued(group) for group in groups())
+    return 0
+
+
 class GaugeValue:
     """A gauge's value, kept by the proxy (``set``/``inc``/``dec``) or read from a function at
     each scrape (``set_function``), like prometheus-client's ``Gauge`` without the lock.
@@ -168,15 +186,14 @@ class ProxyMetrics:
     Use::
 
         metrics = ProxyMetrics()
-        metrics.attach(proxy)                      # counts every 'access' record
-        metrics.queue_depth.set_function(lambda: group.queued)   # or .set() / .inc() / .dec()
+        metrics.attach(proxy)        # counts every 'access' record; wires the gauges
         admin = metrics.serve_admin("127.0.0.1", 9100)           # GET /metrics
 
     ``open_connections`` and ``queue_depth`` are ``GaugeValue``s: the proxy (or the application)
     either keeps them up to date with ``inc()``/``dec()``/``set()``, or gives each a function
-    read at every scrape with ``set_function()`` (which costs nothing per request). ``attach``
-    wires ``open_connections`` to ``len(emitter.server.connections)`` when the emitter has such a
-    server and the gauge has no source yet.
+    read at every scrape with ``set_function()`` (which costs nothing per request), e.g.
+    ``metrics.queue_depth.set_function(lambda: group.queued)``. ``attach`` does the latter for
+    a ReverseProxy or ForwardProxy by itself (see there) when the gauge has no source yet.
 
     Args:
         registry: the prometheus-client ``CollectorRegistry`` to register in; None makes a new
@@ -240,8 +257,9 @@ class ProxyMetrics:
         upstream = record.upstream
         if upstream is not None:
             self._count_label(self._upstreams, upstream)
-        if record.error is not None:
-            self._count_label(self._errors, record.error)
+        error = record.error
+        if error is not None:
+            self._count_label(self._errors, _reason(error))
         value = record.total_time
         if value is not None:
             self._total.observe(value)
@@ -263,14 +281,23 @@ class ProxyMetrics:
     # -- wiring ---------------------------------------------------------------------------------
 
     def attach(self, emitter: EventEmitter) -> None:
-        """Count the ``'access'`` records ``emitter`` (a proxy) emits; when it has a ``server``
-        with ``connections`` and ``open_connections`` has no source yet, report their number."""
+        """Count the ``'access'`` records ``emitter`` (a proxy) emits.
+
+        Gauges that have no source yet are wired to what a ``ReverseProxy`` or
+        ``ForwardProxy`` shows, read at each scrape: ``open_connections`` to
+        ``len(emitter.server.connections)`` when there is such a server; ``queue_depth`` to the
+        requests queued in ``emitter.selector`` (an UpstreamGroup's ``queued``, summed over a
+        Router's ``groups()``; the selector is looked up at each scrape, so replacing it, as a
+        configuration reload does, is followed) when there is one.
+        """
         emitter.on("access", self.observe)
         self._attached.append(emitter)
         server = getattr(emitter, "server", None)
         connections = getattr(server, "connections", None)
         if connections is not None and not self.open_connections.has_source:
             self.open_connections.set_function(lambda: len(connections))
+        if hasattr(emitter, "selector") and not self.queue_depth.has_source:
+            self.queue_depth.set_function(lambda: _queued(getattr(emitter, "selector", None)))
 
     def detach(self, emitter: EventEmitter) -> None:
         """Stop counting ``emitter``'s records."""
