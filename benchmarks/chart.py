@@ -63,7 +63,9 @@ def role(label: str) -> str:
     """What a row of the http_proxy table is, from its label."""
     low = label.lower()
     if low.startswith("thor new"):
-        return "workers" if "worker" in low else "new"
+        if "worker" in low:
+            return "workers"
+        return "cli" if "thor proxy" in low else "new"
     if low.startswith("thor 0.17"):
         return "classic"
     if low.startswith("nginx"):
@@ -144,10 +146,32 @@ def proxy_summary(records: list[dict[str, Any]]) -> str:
             items.append(f"vs {ROLE_TEXT[other]} {_x(x)}{mark}")
         if items:
             parts.append(f"{what}: " + ", ".join(items))
+    if "cli" in roles:
+        cli = meds[roles["cli"]]
+        cost = [
+            f"{what} {_x(cli[case][key] / new[case][key])}"
+            for case, key, what in (
+                (SMALL, "req_per_cpu_s", "13-byte bodies per CPU-s"),
+                (LARGE, "mb_s", "1 MiB MB/s"),
+            )
+            if case in cli and case in new and new[case][key] > 0
+        ]
+        if cost:
+            parts.append(f"{roles['cli']} against the bare ReverseProxy: " + ", ".join(cost))
     if "workers" in roles:
+        # against the one-process row that runs the same code: the command line's when the
+        # workers came from it
+        launched = {
+            rec["label"]: next(iter(rec["result"]["cases"].values())).get("proxy", "")
+            for rec in records
+            if rec.get("workload") == WORKLOAD and rec.get("result", {}).get("cases")
+        }
+        via_cli = launched.get(roles["workers"], "").startswith("thor proxy")
+        base_label = roles["cli"] if via_cli and "cli" in roles else roles["new"]
+        base = meds[base_label]
         scale = []
         for case, what in ((SMALL, "13-byte bodies"), (LARGE, "1 MiB bodies")):
-            one, two = new.get(case), meds[roles["workers"]].get(case)
+            one, two = base.get(case), meds[roles["workers"]].get(case)
             if one and two and one["rps"] > 0 and one["req_per_cpu_s"] > 0:
                 scale.append(
                     f"{what} {_x(two['rps'] / one['rps'])} req/s, "
@@ -155,7 +179,8 @@ def proxy_summary(records: list[dict[str, Any]]) -> str:
                 )
         if scale:
             parts.append(
-                f"`{roles['workers']}` against the one pinned process: " + "; ".join(scale)
+                f"{roles['workers']} ({launched.get(roles['workers'], '?')}) against "
+                f"{base_label} (one pinned process): " + "; ".join(scale)
             )
     if not parts:
         return ""
@@ -175,9 +200,10 @@ def _short(v: float) -> str:
     return f"{v:,.0f}"
 
 
-ORDER = ("new", "workers", "classic", "aiohttp", "uvloop", "nginx", "other")
+ORDER = ("new", "cli", "workers", "classic", "aiohttp", "uvloop", "nginx", "other")
 COLOURS = {
     "new": "#1f5fa8",
+    "cli": "#3f7fc8",
     "workers": "#6f9fd8",
     "classic": "#9aa7b4",
     "aiohttp": "#c9894b",
@@ -225,7 +251,8 @@ def render(payload: dict[str, Any], out: Path) -> None:
         for y, v in zip(ys, values, strict=True):
             ax.text((0 if math.isnan(v) else v) + top * 0.01, y, _short(v), va="center", fontsize=9)
         ax.set_yticks(ys)
-        ax.set_yticklabels(labels if ax is axes[0] else [""] * len(labels))
+        names = [lb.replace("`", "") for lb in labels]
+        ax.set_yticklabels(names if ax is axes[0] else [""] * len(labels))
         ax.set_xlim(0, top * 1.18)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v) if v else "0"))
         ax.set_title(title, fontsize=10)

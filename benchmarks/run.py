@@ -283,11 +283,18 @@ SUITE: tuple[Workload, ...] = (
         "13-byte bodies (wrk -t1 -c50), headline requests per proxy CPU-second; 1 MiB bodies "
         "(-c10), headline MB/s; 1 s warm-up + 5 s (see benchmarks/chart.py for the chart)",
         (
-            *THOR_ROWS,
+            THOR_ROWS[0],
+            Impl("thor new via `thor proxy`", "new", "thor", ("--via", "cli")),
+            Impl(
+                "thor new via `thor proxy --workers 2` (NOT pinned)",
+                "new",
+                "thor",
+                ("--workers", "2"),
+            ),
+            THOR_ROWS[1],
             Impl("aiohttp", "peers", "aiohttp"),
             Impl("aiohttp on uvloop", "peers", "uvloop"),
             Impl("nginx (native ceiling)", "peers", "nginx"),
-            Impl("thor new, 2 workers (NOT pinned)", "new", "thor", ("--workers", "2")),
         ),
         ("--secs", "5", "--warmup", "1"),
         ("--secs", "2", "--warmup", "1"),

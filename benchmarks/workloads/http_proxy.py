@@ -30,9 +30,11 @@ after the run, errors (non-2xx + socket errors).
   --impl nginx     nginx, one worker, proxy_pass to a keep-alive upstream pool of 64
                    (benchmarks/proxies/nginx_proxy.conf): the native ceiling
 
+--via cli (thor new only) runs the proxy through thor's command line instead, `python -m
+thor.http proxy --listen 127.0.0.1:PORT --upstream http://ORIGIN` (its Router/UpstreamGroup path).
 --workers N (thor new only) runs N proxy processes sharing the port: `python -m thor.http proxy
---workers N` when thor's command line has it (--workers-via auto/cli), else thor_proxy.py
---workers N (SO_REUSEPORT; --workers-via script). Those processes are NOT pinned to one CPU: they
+... --workers N` when thor's command line has it (or with --via cli), else thor_proxy.py
+--workers N (SO_REUSEPORT; or with --via script). Those processes are NOT pinned to one CPU: they
 may run on --server-cpu and --load-cpu, beside wrk and the origin. Their CPU is the whole tree's.
 Since the runner's noise check attributes CPU per CPU, for such a run the CPU used by other
 processes (all CPUs' busy time less everything this workload started) is split evenly between
@@ -125,17 +127,17 @@ def proxy_cmd(args, port: int, oport: int, work: Path) -> tuple[list[str], str]:
         return cmd, "proxies/aiohttp_proxy.py" + (" --uvloop" if args.impl == "uvloop" else "")
     if classic_thor():
         return [*py, str(PROXIES / "thor017_proxy.py"), str(port), origin], "thor017_proxy.py"
+    via = args.via or ("cli" if args.workers > 1 and has_cli() else "script")
+    if via == "cli":
+        cmd = [*py, "-m", "thor.http", "proxy", "--listen", f"127.0.0.1:{port}"]
+        cmd += ["--upstream", f"http://{origin}"]
+        if args.workers > 1:
+            return [*cmd, "--workers", str(args.workers)], f"thor proxy --workers {args.workers}"
+        return cmd, "thor proxy"
+    cmd = [*py, str(PROXIES / "thor_proxy.py"), str(port), origin]
     if args.workers > 1:
-        via = args.workers_via
-        if via == "auto":
-            via = "cli" if has_cli() else "script"
-        if via == "cli":
-            cmd = [*py, "-m", "thor.http", "proxy", "--listen", f"127.0.0.1:{port}"]
-            cmd += ["--upstream", f"http://{origin}", "--workers", str(args.workers)]
-            return cmd, f"thor proxy --workers {args.workers}"
-        cmd = [*py, str(PROXIES / "thor_proxy.py"), str(port), origin]
         return [*cmd, "--workers", str(args.workers)], f"thor_proxy.py --workers {args.workers}"
-    return [*py, str(PROXIES / "thor_proxy.py"), str(port), origin], "proxies/thor_proxy.py"
+    return cmd, "proxies/thor_proxy.py"
 
 
 def cpus(spec: str) -> list[str]:
@@ -307,18 +309,21 @@ def main() -> None:
     ap.add_argument("--load-cpu", type=int, default=1, help="CPU of wrk and the origin")
     ap.add_argument("--workers", type=int, default=1, help="(thor new) proxy processes, unpinned")
     ap.add_argument(
-        "--workers-via",
-        choices=("auto", "cli", "script"),
-        default="auto",
-        help="--workers through `python -m thor.http proxy` (cli), proxies/thor_proxy.py "
-        "(script), or the first when thor has it (auto)",
+        "--via",
+        choices=("cli", "script"),
+        help="(thor new) run the proxy as `python -m thor.http proxy --upstream ...` (cli: thor's "
+        "command line, its UpstreamGroup/Router path) or proxies/thor_proxy.py (script: "
+        "ReverseProxy(server, URL)); default: script, and for --workers the command line when "
+        "its --help has --workers",
     )
     args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(s not in SIZES for s in sizes):
         ap.error(f"--sizes: choose from {', '.join(SIZES)}")
-    if args.workers > 1 and (args.impl != "thor" or classic_thor()):
-        ap.error("--workers: for the thor new proxy only")
+    if (args.workers > 1 or args.via) and (args.impl != "thor" or classic_thor()):
+        ap.error("--workers, --via: for the thor new proxy only")
+    if args.via == "cli" and not has_cli():
+        raise SystemExit("--via cli: this thor has no `python -m thor.http proxy --workers`")
     if args.impl == "thor":
         c.import_quietly("thor.http.server")
         c.import_quietly("thor.http.proxy")
