@@ -217,3 +217,24 @@ def test_cancel_reaches_the_group_that_queued_the_request() -> None:
     assert calls == [(up, None)]
     assert [type(g).__name__ for g in router.groups()] == ["UpstreamGroup", "UpstreamGroup"]
     router.close()
+
+
+def test_release_reaches_unshared_groups_and_nested_routers() -> None:
+    a, b = Upstream("http://127.0.0.1:1"), Upstream("http://127.0.0.1:2")
+    first, second = UpstreamGroup([a], eject_after=1), UpstreamGroup([b], eject_after=2)
+    inner = Router([Route(path_prefix=b"/", group=second)])
+    router = Router([Route(path_prefix=b"/a", group=first), Route(group=inner)])
+    got: list[Upstream | None] = []
+    router.acquire(req(b"/a/1"), lambda up, reason: got.append(up))
+    router.acquire(req(b"/b/1"), lambda up, reason: got.append(up))
+    assert got == [a, b]
+    assert (a.active, b.active) == (1, 1)
+    router.release(b, ok=False)  # through the inner router, to second: 1 failure of 2
+    router.release(a, ok=False)  # to first: ejected at its first failure
+    assert (a.active, b.active) == (0, 0)
+    assert (a.ejected, b.ejected) == (True, False)
+    assert b.failures == 1
+    for upstream in (a, b):
+        with pytest.raises(RuntimeError, match="without a matching acquire"):
+            router.release(upstream)
+    router.close()

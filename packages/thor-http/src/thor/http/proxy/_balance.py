@@ -314,6 +314,7 @@ class UpstreamGroup(EventEmitter):
         self._ring_points: list[int] = []
         self._ring_owners: list[Upstream] = []
         self._checker: HealthChecker | None = None
+        self._shared = False  # some upstream is in another group too (read by Router)
         for upstream in upstreams:
             self._add(upstream if isinstance(upstream, Upstream) else Upstream(upstream))
         self._rebuild_ring()
@@ -407,6 +408,8 @@ class UpstreamGroup(EventEmitter):
             if known.origin == upstream.origin:
                 raise ValueError(f"upstream {upstream.url!r} is listed twice")
         self._upstreams.append(upstream)
+        for other in upstream._groups:
+            other._shared = self._shared = True
         upstream._groups.append(self)
         self._rr_score[upstream] = 0
         return upstream

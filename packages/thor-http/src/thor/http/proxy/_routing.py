@@ -14,8 +14,14 @@ keeps the client's Host there, and removes the field from ``req_hdrs``), else th
 compared case-insensitively, without its port. The path is the target's path, without the
 query.
 
-The router has the groups' ``acquire``/``release`` contract; it remembers which group lent each
-upstream in flight, so ``release`` reaches the right one even when groups share upstreams.
+Routes are ranked once, at construction (longest prefix, then host-specific, then listed
+order), so a match is the first route that fits; the host is not even looked for when no route
+names one.
+
+The router has the groups' ``acquire``/``release`` contract. An upstream in exactly one
+UpstreamGroup is released to that group directly (it knows its groups), so the common case costs
+no bookkeeping; for groups that share upstreams with other groups, and for other balancers
+(a nested Router...), the router remembers which one lent each upstream in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ._balance import UpstreamGroup
 
 if TYPE_CHECKING:
     from ._balance import Ready, Upstream
@@ -118,20 +126,7 @@ class Route:
 def request_host_path(px: RouteRequest) -> tuple[bytes | None, bytes]:
     """The request's host (lower-cased, no port; None when it has none) and path: see the
     module docstring for where the host is taken from."""
-    target = px.target
-    host: bytes | None = None
-    if not target.startswith(b"/"):
-        scheme, sep, rest = target.partition(b"://")
-        if sep and scheme.isalpha():
-            end = len(rest)
-            for delimiter in (b"/", b"?", b"#"):
-                found = rest.find(delimiter)
-                if found != -1:
-                    end = min(end, found)
-            host = split_host(rest[:end]) or None
-            target = rest[end:]
-            if not target.startswith(b"/"):
-                target = b"/" + target
+    host, path = _split_target(px.target)
     if host is None:
         given = getattr(px, "host", None)
         if isinstance(given, bytes) and given:
@@ -141,8 +136,27 @@ def request_host_path(px: RouteRequest) -> tuple[bytes | None, bytes]:
             if name.lower() == b"host":
                 host = split_host(value) or None
                 break
-    path = target.partition(b"?")[0].partition(b"#")[0]
     return host, path
+
+
+def _split_target(target: bytes) -> tuple[bytes | None, bytes]:
+    """The host of an absolute-form target (else None), and the target's path."""
+    host: bytes | None = None
+    if target[:1] != b"/":
+        scheme, sep, rest = target.partition(b"://")
+        if sep and scheme.isalpha():
+            end = len(rest)
+            for delimiter in (b"/", b"?", b"#"):
+                found = rest.find(delimiter)
+                if found != -1:
+                    end = min(end, found)
+            host = split_host(rest[:end]) or None
+            target = rest[end:]
+            if target[:1] != b"/":
+                target = b"/" + target
+    if b"?" in target or b"#" in target:
+        target = target.partition(b"?")[0].partition(b"#")[0]
+    return host, target
 
 
 class Router:
@@ -163,21 +177,25 @@ class Router:
             if not isinstance(route, Route):
                 raise ValueError(f"Router takes Route objects, not {route!r}")
         self._lent: dict[Upstream, list[Balancer]] = {}
+        # best first; sorted() is stable, so equals keep the order they were listed in
+        self._ranked = sorted(
+            self.routes, key=lambda r: (len(r.path_prefix), r.host is not None), reverse=True
+        )
+        self._need_host = any(route.host is not None for route in self.routes)
+        self._direct = {id(r.group) for r in self.routes if isinstance(r.group, UpstreamGroup)}
 
     def match(self, px: RouteRequest) -> Route | None:
         """The route for the request ``px``, or None when none matches."""
-        host, path = request_host_path(px)
-        best: Route | None = None
-        best_rank = (-1, False)
-        for route in self.routes:
+        if self._need_host:
+            host, path = request_host_path(px)
+        else:
+            host, path = None, _split_target(px.target)[1]
+        for route in self._ranked:
             if route.host is not None and route.host != host:
                 continue
-            if not route.matches_path(path):
-                continue
-            rank = (len(route.path_prefix), route.host is not None)
-            if rank > best_rank:
-                best, best_rank = route, rank
-        return best
+            if route.matches_path(path):
+                return route
+        return None
 
     def acquire(self, px: RouteRequest, ready: Ready) -> None:
         """As ``UpstreamGroup.acquire``, through the matching route's group; ``ready(None,
@@ -188,6 +206,9 @@ class Router:
             return
         group = route.group
         assert group is not None
+        if isinstance(group, UpstreamGroup) and not group._shared:
+            group.acquire(px, ready)  # release() finds the group from the upstream
+            return
 
         def lent(upstream: Upstream | None, reason: str | None) -> object:
             if upstream is not None:
@@ -203,12 +224,17 @@ class Router:
             RuntimeError: this router did not lend ``upstream`` (or it was released already).
         """
         groups = self._lent.get(upstream)
-        if not groups:
-            raise RuntimeError(f"release({upstream.name}) without a matching acquire")
-        group = groups.pop(0)
-        if not groups:
-            del self._lent[upstream]
-        group.release(upstream, ok)
+        if groups:
+            group = groups.pop(0)
+            if not groups:
+                del self._lent[upstream]
+            group.release(upstream, ok)
+            return
+        for owner in upstream._groups:
+            if id(owner) in self._direct:
+                owner.release(upstream, ok)
+                return
+        raise RuntimeError(f"release({upstream.name}) without a matching acquire")
 
     def groups(self) -> list[Balancer]:
         """The distinct groups of the routes, in route order."""
