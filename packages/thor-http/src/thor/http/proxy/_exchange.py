@@ -196,6 +196,18 @@ class _UpstreamSink:
         self.px._upstream_upgraded(tcp_conn, rest)
 
 
+class _Discard:
+    """The sink of an abandoned client exchange: its last events go nowhere."""
+
+    __slots__ = ()
+
+    def error(self, err: HttpError) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
 def _upgrade(headers: RawHeaderListType) -> RawHeaderListType:
     return [field for field in headers if field[0].lower() == b"upgrade"]
 
@@ -605,16 +617,16 @@ class ProxyExchange:
         cx = self.upstream_exchange
         self.upstream_exchange = None
         if cx is not None:
-            cx.sink(None)
+            cx.remove_listeners()
+            cx.sink(_DISCARD)  # the 'error' that cancelling causes goes nowhere
+            cancel = getattr(cx, "cancel", None)
             conn = cx.conn
-            if conn is not None:
-                cx.remove_listeners()
+            if cancel is not None:
+                cancel()
+            elif conn is not None:
                 conn.close()
-            else:
-                # still waiting for a connection: it will be given one and answered; the
-                # sink is gone, so that answer is dropped (and its connection closed, since
-                # the request is never completed)
-                cx.remove_listeners()
+            else:  # still waiting for a connection: HttpClientExchange has no public cancel
+                cx._fail(ConnectError("abandoned by the proxy"))
         # a CONNECT still connecting is left to finish: ``connect`` then closes it
         tunnel = self._up_tunnel
         if tunnel is not None:
