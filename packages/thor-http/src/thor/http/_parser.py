@@ -140,37 +140,22 @@ class Head:
         header_length: bytes of the head on the wire, start line and final blank line included.
     """
 
-    __slots__ = (
-        "chunked",
-        "connection",
-        "content_length",
-        "expect_continue",
-        "framing",
-        "header_length",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "phrase",
-        "status",
-        "target",
-        "upgrade",
-        "version",
-    )
+    # Defaults at class level: a head sets only what its message says (a request with just a
+    # Host field sets four attributes), since this object is made for every message.
+    method = target = status = phrase = b""
+    version = b"1.1"
+    content_length: int | None = None
+    chunked = False
+    framing = NO_BODY
+    connection: tuple[bytes, ...] = ()
+    keep_alive = True
+    expect_continue = False
+    upgrade = False
+    host: bytes | None = None
+    header_length = 0
 
-    def __init__(self) -> None:
-        self.method = self.target = self.status = self.phrase = b""
-        self.version = b"1.1"
-        self.headers: RawHeaders = []
-        self.content_length: int | None = None
-        self.chunked = False
-        self.framing = NO_BODY
-        self.connection: tuple[bytes, ...] = ()
-        self.keep_alive = True
-        self.expect_continue = False
-        self.upgrade = False
-        self.host: bytes | None = None
-        self.header_length = 0
+    def __init__(self, headers: RawHeaders | None = None) -> None:
+        self.headers: RawHeaders = [] if headers is None else headers
 
     def __repr__(self) -> str:
         if self.method:
@@ -396,7 +381,8 @@ class HttpParser:
             lines = block.split(b"\r\n")
             if len(block) - len(block.translate(None, _LINE_AND_BAD_BYTES)) != 2 * len(lines) - 2:
                 self._lines(block)  # raises the error the line structure or bytes show
-        head = Head()
+        fields: RawHeaders = []
+        head = Head(fields)
         line = lines[0]
         if self.requests:
             parts = line.split(b" ")
@@ -420,7 +406,6 @@ class HttpParser:
         if len(lines) - 1 > self.max_fields:
             raise TooManyFieldsError(f"{len(lines) - 1} field lines (limit {self.max_fields})")
         special: list[tuple[bytes, int]] = []
-        fields = head.headers
         append = fields.append
         known = FIELD_NAME_CACHE.get
         for line in lines[1:]:

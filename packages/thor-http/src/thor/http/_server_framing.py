@@ -93,6 +93,10 @@ _OUT_NAMES_LIMIT = 4096
 #: (status, phrase) -> (status kind, status line), for the final statuses seen (validated)
 _STATUS_LINES: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
 _STATUS_LINES_LIMIT = 256
+#: response heads already serialised, by everything that went into them (the Date line too):
+#: an application sends the same few heads all day, and a repeated head needs no validation
+_PREPARED: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
+_PREPARED_LIMIT = 512
 #: Connection tokens that are options, not names of fields to drop
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
@@ -206,6 +210,30 @@ def response_head(  # noqa: PLR0917 - positional: a hot path
         OutputSyntaxError: an invalid status, phrase, field name or value, Content-Length, or a
             1xx status (those go through ``response_nonfinal``).
     """
+    if type(headers) is not list:  # (any iterable: it is read once)
+        return _response_head(status, phrase, list(headers), method, req_version, persist)
+    try:
+        key = (status, phrase, method, req_version, persist, date_cache.line, *headers)
+        prepared = _PREPARED.get(key)
+    except TypeError:  # a field given as a list (unhashable): serialise it every time
+        return _response_head(status, phrase, headers, method, req_version, persist)
+    if prepared is None:
+        prepared = _response_head(status, phrase, headers, method, req_version, persist)
+        if len(_PREPARED) >= _PREPARED_LIMIT:
+            _PREPARED.clear()  # (the Date changes every second: old heads are dead weight)
+        _PREPARED[key] = prepared
+    return prepared
+
+
+def _response_head(  # noqa: PLR0917
+    status: bytes,
+    phrase: bytes,
+    headers: RawHeaderListType,
+    method: bytes,
+    req_version: bytes,
+    persist: bool,
+) -> tuple[bytes, int, int, bool]:
+    """``response_head`` without the cache (the work it saves)."""
     try:
         kind, status_line = _STATUS_LINES[status, phrase]
     except (KeyError, TypeError):  # not seen yet (or unhashable: invalid)
@@ -252,7 +280,7 @@ def response_head(  # noqa: PLR0917 - positional: a hot path
         if nominated:  # fields the application marked hop-by-hop: drop them, start again
             nominated.add(b"connection")
             kept = [(n, v) for n, v in headers if field_name_lower(n) not in nominated]
-            return response_head(status, phrase, kept, method, req_version, persist)
+            return _response_head(status, phrase, kept, method, req_version, persist)
     if not has_date:
         parts.append(date_cache.line)
     content_length = 0
