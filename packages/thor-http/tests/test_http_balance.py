@@ -169,8 +169,11 @@ def test_group_refuses_bad_settings_naming_the_value(kwargs: dict[str, Any], nam
 
 
 def test_group_refuses_an_origin_twice_and_accepts_urls() -> None:
+    one = Upstream("http://127.0.0.1:1")
     with pytest.raises(ValueError, match="listed twice"):
-        UpstreamGroup(["http://127.0.0.1:1", "http://127.0.0.1:1/"])
+        UpstreamGroup([one, "http://127.0.0.1:1/"])
+    alone = UpstreamGroup([one], "least_conn")
+    assert not alone._shared  # the group that failed to be made left no trace on `one`
     group = UpstreamGroup(["http://127.0.0.1:1", "http://127.0.0.1:2"])
     assert [up.name for up in group.upstreams] == ["127.0.0.1:1", "127.0.0.1:2"]
     with pytest.raises(ValueError, match="listed twice"):
@@ -503,6 +506,12 @@ def test_remove_takes_an_upstream_out_and_its_requests_still_release() -> None:
     assert held.active == 0
     with pytest.raises(ValueError, match="not in this group"):
         group.remove(held)
+    ejecting = UpstreamGroup(ups(3, 4), eject_after=1, eject_for=60)
+    out = pick(ejecting, release=False)
+    ejecting.release(out, ok=False)
+    assert out.ejected
+    ejecting.remove(out)  # its ejection by this group ends with its membership
+    assert out.healthy
 
 
 def test_statistics_snapshot(loop: LoopBase) -> None:

@@ -315,8 +315,13 @@ class UpstreamGroup(EventEmitter):
         self._ring_owners: list[Upstream] = []
         self._checker: HealthChecker | None = None
         self._shared = False  # some upstream is in another group too (read by Router)
-        for upstream in upstreams:
-            self._add(upstream if isinstance(upstream, Upstream) else Upstream(upstream))
+        try:
+            for upstream in upstreams:
+                self._add(upstream if isinstance(upstream, Upstream) else Upstream(upstream))
+        except BaseException:
+            for added in self._upstreams:  # leave no link to a group that does not exist
+                added._groups = [group for group in added._groups if group is not self]
+            raise
         self._rebuild_ring()
 
     @staticmethod
@@ -386,7 +391,7 @@ class UpstreamGroup(EventEmitter):
 
     def remove(self, upstream: Upstream) -> None:
         """Take an upstream out of rotation. Requests in flight through it go on, and are
-        released as usual.
+        released as usual; an ejection by this group ends.
 
         Raises:
             ValueError: it is not in the group.
@@ -399,6 +404,7 @@ class UpstreamGroup(EventEmitter):
         timer = self._eject_timers.pop(upstream, None)
         if timer is not None:
             timer.delete()
+            upstream._ejected = False
         self._rebuild_ring()
         if self._queue and not self._any_healthy():
             self._fail_queue(NO_HEALTHY)
