@@ -284,17 +284,20 @@ class ProxyBase(EventEmitter):
             else:
                 px.respond(200, None, options_response())
             return
-        if self._answer_locally and self.answer_locally(px):
-            return
-        if self._rewrite_request:
-            self.rewrite_request(px)
-        if self._choose:
-            chosen = self.choose_upstream(px)
-            if isinstance(chosen, (str, bytes)):
-                chosen = self.upstream_for_url(chosen)
-            px._ready(chosen, None if chosen is not None else "no upstream")
-            return
-        self._select(px)
+        try:
+            if self._answer_locally and self.answer_locally(px):
+                return
+            if self._rewrite_request:
+                self.rewrite_request(px)
+            if self._choose:
+                chosen = self.choose_upstream(px)
+                if isinstance(chosen, (str, bytes)):
+                    chosen = self.upstream_for_url(chosen)
+                px._ready(chosen, None if chosen is not None else "no upstream")
+                return
+            self._select(px)
+        except Exception as exc:  # noqa: BLE001 - a hook or a selector raised: this request fails
+            px._internal_error(exc)
 
     def upstream_for_url(self, url: str | bytes) -> StaticUpstream:
         """A StaticUpstream for ``url`` (kept: the same URL gives the same object).
