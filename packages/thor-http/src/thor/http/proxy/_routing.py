@@ -245,6 +245,15 @@ class Router:
                 seen.append(group)
         return seen
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot, over every group that has a ``queued`` count."""
+        total = 0
+        for group in self.groups():
+            queued = getattr(group, "queued", 0)
+            total += queued if isinstance(queued, int) else 0
+        return total
+
     def cancel(self, px: RouteRequest) -> bool:
         """Forget the queued request ``px`` (its client went away) in whichever group queued
         it; its ``ready`` is not called. Returns True when it was waiting."""
