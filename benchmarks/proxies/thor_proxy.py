@@ -1,6 +1,7 @@
 """The thor reverse proxy (``thor.http.proxy.ReverseProxy``), run in the new venv.
 
     python benchmarks/proxies/thor_proxy.py PORT ORIGIN_HOST:ORIGIN_PORT [--workers N]
+        [--profile FILE]
 
 One ``HttpServer`` on 127.0.0.1:PORT and ``ReverseProxy(server, "http://ORIGIN")`` with the
 proxy's defaults throughout: the HttpClient it makes (``upstream_max_conns`` = 256 pooled
@@ -14,6 +15,9 @@ loop, client and pool; the parent waits, and SIGTERM/SIGINT to it stop them all.
 uses this for its ``--workers 2`` row only when ``thor proxy --workers`` (the command line) is
 not there.
 
+--profile FILE runs the (one) proxy process under cProfile and writes the stats to FILE when it
+is stopped (SIGTERM/SIGINT).
+
 Exits with status 3 and says so when ``thor.http.proxy.ReverseProxy`` is not in the installed
 thor-http.
 """
@@ -24,6 +28,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 
 def missing() -> str:
@@ -47,16 +52,40 @@ def serve(port: int, origin: str, reuse_port: bool) -> None:
     thor.loop.run()
 
 
+def profiled(path: str, run: Callable[[], None]) -> None:
+    """Run `run` under cProfile; the stats go to `path` when SIGTERM or SIGINT ends it."""
+    import cProfile
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("port", type=int)
     ap.add_argument("origin", help="HOST:PORT of the origin server")
     ap.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the proxy; stats to FILE on exit")
     args = ap.parse_args()
     problem = missing()
     if problem:
         print(f"thor_proxy.py: cannot run the thor reverse proxy: {problem}", file=sys.stderr)
         sys.exit(3)
+    if args.profile:
+        if args.workers > 1:
+            ap.error("--profile: one process only")
+        profiled(args.profile, lambda: serve(args.port, args.origin, reuse_port=False))
+        return
     if args.workers <= 1:
         serve(args.port, args.origin, reuse_port=False)
         return

@@ -113,7 +113,7 @@ def has_cli() -> bool:
     return r.returncode == 0 and "--workers" in r.stdout
 
 
-def proxy_cmd(args, port: int, oport: int, work: Path) -> tuple[list[str], str]:
+def proxy_cmd(args, size: str, port: int, oport: int, work: Path) -> tuple[list[str], str]:
     """The proxy's command line and a description of it."""
     origin = f"127.0.0.1:{oport}"
     py = [sys.executable, "-E", "-s"]
@@ -135,6 +135,8 @@ def proxy_cmd(args, port: int, oport: int, work: Path) -> tuple[list[str], str]:
             return [*cmd, "--workers", str(args.workers)], f"thor proxy --workers {args.workers}"
         return cmd, "thor proxy"
     cmd = [*py, str(PROXIES / "thor_proxy.py"), str(port), origin]
+    if args.profile:
+        cmd += ["--profile", f"{args.profile}.{size}"]
     if args.workers > 1:
         return [*cmd, "--workers", str(args.workers)], f"thor_proxy.py --workers {args.workers}"
     return cmd, "proxies/thor_proxy.py"
@@ -193,7 +195,7 @@ def measure(args, size: str, oport: int, work: Path) -> tuple[dict, float]:
     what, path, body = SIZES[size]
     conns = args.conns if size == "small" else args.conns_large
     port = h.free_port()
-    cmd, desc = proxy_cmd(args, port, oport, work)
+    cmd, desc = proxy_cmd(args, size, port, oport, work)
     if args.workers > 1:  # not pinned to one CPU: the server's and the load's
         cmd = [*cpus(f"{args.server_cpu},{args.load_cpu}"), *cmd]
         cpu = None
@@ -316,12 +318,19 @@ def main() -> None:
         "ReverseProxy(server, URL)); default: script, and for --workers the command line when "
         "its --help has --workers",
     )
+    ap.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="(thor new, proxies/thor_proxy.py) cProfile the proxy to PREFIX.small / PREFIX.1m",
+    )
     args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(s not in SIZES for s in sizes):
         ap.error(f"--sizes: choose from {', '.join(SIZES)}")
     if (args.workers > 1 or args.via) and (args.impl != "thor" or classic_thor()):
         ap.error("--workers, --via: for the thor new proxy only")
+    if args.profile and (args.impl != "thor" or classic_thor() or args.via or args.workers > 1):
+        ap.error("--profile: for the thor new proxy script (no --via, no --workers) only")
     if args.via == "cli" and not has_cli():
         raise SystemExit("--via cli: this thor has no `python -m thor.http proxy --workers`")
     if args.impl == "thor":
