@@ -118,8 +118,8 @@ def proxy_cmd(args, size: str, port: int, oport: int, work: Path) -> tuple[list[
     origin = f"127.0.0.1:{oport}"
     py = [sys.executable, "-E", "-s"]
     if args.impl == "nginx":
-        conf = fill("nginx_proxy.conf", work / f"proxy-{port}.conf", DIR=work, PORT=port,
-                    ORIGIN_PORT=oport)  # fmt: skip
+        conf = work / f"proxy-{port}.conf"
+        fill("nginx_proxy.conf", conf, DIR=work, PORT=port, ORIGIN_PORT=oport)
         return nginx_cmd(conf, work), "nginx (proxies/nginx_proxy.conf)"
     if args.impl in ("aiohttp", "uvloop"):
         cmd = [*py, str(PROXIES / "aiohttp_proxy.py"), str(port), origin]
