@@ -415,3 +415,38 @@ def test_without_the_setting_a_header_is_a_bad_request(harness: Harness) -> None
 
     assert harness.client(client).startswith(b"HTTP/1.1 400 ")
     assert addresses == []
+
+
+def test_upgrade_in_the_same_send_as_the_header(harness: Harness) -> None:
+    """Header, Upgrade request and the first tunnel bytes in one send: the application gets
+    the connection (with the client's address from the header) and the tunnel bytes."""
+    seen: dict[str, Any] = {}
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def upgraded(tcp_conn: Any, rest: bytes) -> None:
+            seen["address"] = tcp_conn.address
+            seen["rest"] = rest
+            tcp_conn.write(rest.upper())
+            tcp_conn.close()
+
+        def done(trailers: Any) -> None:
+            exchange.response_start(b"101", b"Switching Protocols", [(b"Upgrade", b"echo")])
+            exchange.response_done([])
+
+        exchange.on("upgrade", upgraded)
+        exchange.on("request_done", done)
+
+    server = harness.server(handler, proxy_protocol=True)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(
+            b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello"
+        )
+        return support.recv_until_close(sock)
+
+    data = harness.client(client)
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert data.endswith(b"\r\n\r\nHELLO")
+    assert seen == {"address": ("192.0.2.1", 56324), "rest": b"hello"}
