@@ -9,6 +9,7 @@ the connection without a response."""
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import socket
 import time
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import http_server_support as support
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from thor.http._proxy_protocol import (
     V2_SIGNATURE,
@@ -232,6 +235,70 @@ def test_truncated_and_limits_and_pickling() -> None:
         "PROXY_SYNTAX: why",
     )
     assert not isinstance(err, ValueError)
+
+
+def feed_in_pieces(data: bytes, cuts: list[int]) -> tuple[ProxyHeaderParser, list[Any]]:
+    """Feed ``data`` cut at ``cuts``; return the parser and what each feed returned."""
+    parser = ProxyHeaderParser()
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    results = [parser.feed(data[a:b]) for a, b in itertools.pairwise(points)]
+    return parser, results
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([v[0] for v in VALID] + [v[0] for v in INVALID]).flatmap(
+        lambda header: st.tuples(
+            st.just(header),
+            st.binary(max_size=40).map(lambda tail: header + tail),
+        )
+    ),
+    st.lists(st.integers(0, 400), max_size=10),
+)
+def test_any_split_of_any_vector_gives_the_same_outcome(
+    pair: tuple[bytes, bytes], cuts: list[int]
+) -> None:
+    """Whatever follows a vector and however it is cut, the outcome is the one of the whole:
+    the same header and rest, or a ProxyProtocolError with the same code."""
+    _, data = pair
+    whole = ProxyHeaderParser()
+    try:
+        expected: Any = (whole.feed(data), whole.rest)
+    except ProxyProtocolError as err:
+        expected = err.code
+    try:
+        parser, results = feed_in_pieces(data, cuts)
+        got: Any = (next((r for r in results if r is not None), None), parser.rest)
+    except ProxyProtocolError as err:
+        got = err.code
+    assert got == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(lambda b: b"PROXY " + b),
+        st.binary(max_size=300).map(lambda b: V2_SIGNATURE + b),
+        st.binary(max_size=300).map(lambda b: V2_SIGNATURE + b"\x21" + b),
+    ),
+    st.lists(st.integers(0, 400), max_size=10),
+)
+def test_arbitrary_bytes_raise_nothing_but_proxy_protocol_errors(
+    data: bytes, cuts: list[int]
+) -> None:
+    try:
+        parser, _ = feed_in_pieces(data, cuts)
+    except ProxyProtocolError as err:
+        assert err.code.startswith("PROXY_")
+        return
+    header = parser.header
+    if header is None:  # waiting for more: only while it could still become a header
+        assert len(data) < 4096
+        with pytest.raises(ProxyProtocolError):
+            parser.eof()
+    else:
+        assert data[: header.length] + parser.rest == data
 
 
 # -- on a real server ------------------------------------------------------------------------------
