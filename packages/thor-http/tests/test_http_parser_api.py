@@ -4,12 +4,9 @@ and the settings as class attributes."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import http_vectors as V  # noqa: N812  (the tests' short name for the vector tables)
 import pytest
 
 from thor.http import _limits
@@ -24,23 +21,6 @@ from thor.http.error import (
     RequestTargetTooLongError,
 )
 
-
-def load_vectors() -> ModuleType:
-    """http_vectors.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_http_tests_http_vectors"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("http_vectors.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-V = load_vectors()
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 CHUNKED_POST = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 

@@ -14,42 +14,20 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import signal
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import Any
 
+import http_vectors as V  # noqa: N812  (the tests' short name for the vector tables)
+from http_vectors import Case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thor.http._parser import CHUNKED, COUNTED, NO_BODY
 from thor.http._serializer import encode_chunk, request_head, response_head, trailer_section
-
-if TYPE_CHECKING:
-    from http_vectors import Case
-
-
-def load_vectors() -> ModuleType:
-    """http_vectors.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_http_tests_http_vectors"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("http_vectors.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-V = load_vectors()
 
 PROPERTY = settings(
     max_examples=200,

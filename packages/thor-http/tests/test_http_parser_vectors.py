@@ -7,37 +7,13 @@ An error must be the exact class the vector names, with that class's code and se
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
 
+import http_vectors as V  # noqa: N812  (the tests' short name for the vector tables)
 import pytest
+from http_vectors import Case, Outcome
 
 from thor.http import error as http_error
-
-if TYPE_CHECKING:
-    from http_vectors import Case, Outcome
-
-
-def load_vectors() -> ModuleType:
-    """http_vectors.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_http_tests_http_vectors"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("http_vectors.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-V = load_vectors()
 
 #: every two-piece split is tried up to this size; beyond it, a sample of split points
 ALL_SPLITS_UP_TO = 700

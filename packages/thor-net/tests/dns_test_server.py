@@ -13,8 +13,8 @@ misbehaviour: ``"answer"`` (normal), ``"drop"`` (never answers: timeouts), ``"se
 The server re-registers its sockets each time the loop starts (``loop.stop()`` forgets every
 registered fd), so a test may run the loop several times.
 
-The test modules load this file by path (pytest runs with ``--import-mode=importlib``, so the
-tests directory is not on ``sys.path``).
+The test modules import this file by name: pytest runs with ``--import-mode=importlib``, and
+conftest.py puts this directory on ``sys.path``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Shared support of the thor.tcp tests (test_tcp_*.py): a fresh loop per test and the network
 objects a test makes on it, with a safety timer that fails the test instead of letting it hang.
 
-pytest runs with ``--import-mode=importlib``, so the test modules load this file by path (see
-``load()`` at their top) rather than importing it by name; nothing here is collected as tests.
+The test modules import this file by name (``import tcp_fixtures as tf``): pytest runs with
+``--import-mode=importlib``, and conftest.py puts this directory on ``sys.path``; nothing here is
+collected as tests.
 
 Rules the tests follow (STYLE.md §6):
 

@@ -9,41 +9,22 @@ descriptors open (a query socket not closed).
 from __future__ import annotations
 
 import contextvars
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from dns_test_server import DnsTestServer, closed_udp_port
 
 import thor.dns
 import thor.loop
 from thor.dns import Resolver
 from thor.loop import LoopBase
-
-
-def _load_helper() -> ModuleType:
-    name = "thor_net_tests_dns_test_server"
-    module = sys.modules.get(name)
-    if module is None:
-        path = Path(__file__).with_name("dns_test_server.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_helper = _load_helper()
-DnsTestServer: Any = _helper.DnsTestServer
-closed_udp_port: Callable[[], int] = _helper.closed_udp_port
 
 EAI_NODATA = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
 

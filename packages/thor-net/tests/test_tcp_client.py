@@ -9,41 +9,19 @@ fixture, one per backend of this machine) and is driven from that loop; see tcp_
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+import tcp_fixtures as tf
+from tcp_fixtures import Net
 
 import thor.dns
 from thor.tcp import TcpClient, TcpConnection, TcpServer
-
-if TYPE_CHECKING:
-    from tcp_fixtures import Net
-
-
-def _load_fixtures() -> ModuleType:
-    """tcp_fixtures.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_net_tests_tcp_fixtures"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("tcp_fixtures.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-tf = _load_fixtures()
 
 
 @pytest.fixture(params=tf.BACKENDS)

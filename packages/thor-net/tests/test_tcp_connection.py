@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.util
 import itertools
 import logging
 import socket
 import struct
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+import tcp_fixtures as tf
+from tcp_fixtures import KIB, MIB, Net, block
 
 from thor.tcp import TcpConnection
-
-if TYPE_CHECKING:
-    from tcp_fixtures import Net
-
-
-def _load_fixtures() -> ModuleType:
-    """tcp_fixtures.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_net_tests_tcp_fixtures"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("tcp_fixtures.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-tf = _load_fixtures()
-KIB: int = tf.KIB
-MIB: int = tf.MIB
-block = tf.block
 
 
 @pytest.fixture(params=tf.BACKENDS)

@@ -9,7 +9,6 @@ from that loop; see tcp_fixtures.py for the rules (no sleeps, a failing safety t
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import select
@@ -20,33 +19,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pytest
+import tcp_fixtures as tf
+from tcp_fixtures import Net
 
 from thor.tcp import TcpConnection, TcpServer, server_listen_unix
-
-if TYPE_CHECKING:
-    from tcp_fixtures import Net
-
-
-def _load_fixtures() -> ModuleType:
-    """tcp_fixtures.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    name = "thor_net_tests_tcp_fixtures"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("tcp_fixtures.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-tf = _load_fixtures()
 
 needs_unix = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix domain sockets")
 
