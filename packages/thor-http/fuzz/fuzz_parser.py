@@ -96,7 +96,7 @@ class Owner:
 
 
 def _facts(head: Head) -> tuple[Any, ...]:
-    return tuple(getattr(head, name) for name in Head.__slots__)
+    return tuple(getattr(head, name) for name in Head.ATTRIBUTES)
 
 
 def _parse(config: int, pieces: list[bytes]) -> tuple[list[Any], type | None]:

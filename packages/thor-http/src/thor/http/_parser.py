@@ -153,6 +153,24 @@ class Head:
     upgrade = False
     host: bytes | None = None
     header_length = 0
+    #: the names of all the attributes above (for tests comparing heads)
+    ATTRIBUTES = (
+        "chunked",
+        "connection",
+        "content_length",
+        "expect_continue",
+        "framing",
+        "header_length",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "phrase",
+        "status",
+        "target",
+        "upgrade",
+        "version",
+    )
 
     def __init__(self, headers: RawHeaders | None = None) -> None:
         self.headers: RawHeaders = [] if headers is None else headers
