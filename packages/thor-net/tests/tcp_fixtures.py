@@ -261,9 +261,7 @@ class Net:
             server.shutdown()
         for client in self.clients:
             client.remove_listeners()
-            if getattr(client, "_busy", False):
-                # private, and only so that a test that failed mid-connect leaks no socket
-                client._finish()
+            client.cancel()  # so that a test that failed mid-connect leaks no socket
         for sock in self.socks:
             with contextlib.suppress(OSError):
                 sock.close()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,6 +302,136 @@ def test_check_ip_filters_resolved_addresses(net: Net, monkeypatch: pytest.Monke
     assert seen["connect_error"] == []
     assert seen["connect"][0].socket.getpeername() == good[4]
     assert asked == [refused_by_policy[4][0], "127.0.0.1"]
+
+
+# -- cancel() -------------------------------------------------------------------------------------
+
+
+def attempts(net: Net) -> list[Any]:
+    """The connection attempts registered on the loop (neither connections nor servers)."""
+    return [
+        source
+        for source in net.loop.registered_fd_handlers()
+        if not isinstance(source, (TcpConnection, TcpServer))
+    ]
+
+
+def assert_fd_closed(fd: int) -> None:
+    with pytest.raises(OSError) as info:
+        os.fstat(fd)
+    assert info.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("host", tf.HOSTS)
+def test_cancel_before_the_connect_completes_emits_nothing(net: Net, host: bytes) -> None:
+    server = net.server(host)
+    client = net.client()
+    seen = watch(net, client)
+    client.connect(host, server.port, connect_timeout=0.1)
+    (attempt,) = attempts(net)
+    sock, fd = attempt.sock, attempt.fd
+    client.cancel()
+    assert attempts(net) == [], "the cancelled attempt is still registered on the loop"
+    assert sock.fileno() == -1
+    assert_fd_closed(fd)
+    client.cancel()  # idempotent
+    # run past connect_timeout: neither the connection nor the timeout may show up
+    net.done(settle=0.3)
+    net.run()
+    assert seen == {"connect": [], "connect_error": []}
+
+
+def test_cancel_while_racing_closes_every_attempt(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ports = [net.hanging_port(first_host()), net.hanging_port()]
+    if None in ports:
+        pytest.skip("this kernel completes connects beyond a listener's backlog")
+    answers = [result(first_host(), ports[0] or 0), result(b"127.0.0.1", ports[1] or 0)]
+    monkeypatch.setattr(thor.dns, "lookup", FakeLookup(answers), raising=False)
+    client = net.client()
+    client.connect_attempt_delay = 0.01
+    seen = watch(net, client)
+    st: dict[str, Any] = {}
+
+    def cancel_while_racing() -> None:
+        racing = attempts(net)
+        st["socks"] = [attempt.sock for attempt in racing]
+        st["fds"] = [attempt.fd for attempt in racing]
+        client.cancel()
+        st["left"] = attempts(net)
+        net.done(settle=0.3)  # past connect_timeout
+
+    net.when(lambda: len(attempts(net)) == 2, cancel_while_racing)
+    client.connect(b"dual.test", 80, connect_timeout=0.2)
+    net.run(timeout=3.0, what="the two addresses were never raced")
+    assert len(st["socks"]) == 2
+    assert st["left"] == [], "a cancelled attempt is still registered on the loop"
+    assert [sock.fileno() for sock in st["socks"]] == [-1, -1]
+    assert seen == {"connect": [], "connect_error": []}
+
+
+def test_cancel_during_name_resolution_ignores_the_answer(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first lookup answers after cancel(), while the client is connecting again
+    elsewhere (and before that second lookup answers): the stale answer must not start an
+    attempt of its own."""
+    stale_server = net.server()
+    stale_accepted: list[TcpConnection] = []
+    stale_server.on("connect", stale_accepted.append)
+    server = net.server()
+    lookup = FakeLookup([result(b"127.0.0.1", stale_server.port)])
+    monkeypatch.setattr(thor.dns, "lookup", lookup, raising=False)
+    client = net.client()
+    seen = watch(net, client, settle=0.1)
+    client.connect(b"stale.test", 80)
+    client.cancel()
+    lookup.answer = [result(b"127.0.0.1", server.port)]
+    client.connect(b"fresh.test", 80)
+    net.run()
+    assert [call[1] for call in lookup.calls] == [b"stale.test", b"fresh.test"]
+    assert seen["connect_error"] == []
+    (conn,) = seen["connect"]
+    assert conn.socket.getpeername()[1] == server.port
+    assert stale_accepted == [], "the cancelled lookup's answer was connected to"
+
+
+def test_cancel_drops_an_error_not_yet_reported(net: Net, tmp_path: Path) -> None:
+    """A Unix socket that does not exist fails inside connect(); the error is reported from
+    the loop, so a cancel() right after connect() must drop it."""
+    client = net.client()
+    seen = watch(net, client)
+    client.connect_unix(str(tmp_path / "nobody-listens.sock"), connect_timeout=0.1)
+    client.cancel()
+    net.done(settle=0.3)
+    net.run()
+    assert seen == {"connect": [], "connect_error": []}
+
+
+def test_cancel_after_the_outcome_does_nothing(net: Net) -> None:
+    server = net.server()
+    client = net.client()
+    client.cancel()  # before connect(): nothing to cancel
+    seen = watch(net, client)
+    client.connect(b"127.0.0.1", server.port)
+    net.run()
+    (conn,) = seen["connect"]
+    client.cancel()
+    client.cancel()
+    assert conn.socket.fileno() != -1, "cancel() closed the connection it had handed out"
+    assert conn.socket.getpeername()[1] == server.port
+
+    failing = net.client()
+    failed = watch(net, failing)
+    failing.connect(b"127.0.0.1", net.closed_port())
+    net.run()
+    failing.cancel()
+    net.done(settle=0.05)
+    net.run()
+    assert_error(failed, "socket", errno.ECONNREFUSED)
+    assert seen["connect_error"] == []
+    assert len(seen["connect"]) == 1
 
 
 def _can_unshare_network() -> bool:

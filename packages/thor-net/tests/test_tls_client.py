@@ -355,6 +355,35 @@ def test_connect_timeout_covers_a_handshake_that_never_completes(loop: LoopBase)
     assert client.tls_sock is not None and client.tls_sock.fileno() == -1
 
 
+def test_cancel_during_the_handshake_closes_the_socket_and_emits_nothing(loop: LoopBase) -> None:
+    """A TCP listener that never answers the ClientHello; cancel() once TCP is up."""
+    events: list[str] = []
+    st: dict[str, Any] = {}
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = TlsClient(loop)
+        client.on("connect", lambda conn: events.append("connect"))
+        client.on("connect_error", lambda *err: events.append("connect_error"))
+
+        def cancel_when_handshaking() -> None:
+            if client.tls_sock is None:
+                loop.schedule(0.005, cancel_when_handshaking)
+                return
+            st["registered"] = loop.fd_count()
+            client.cancel()
+            client.cancel()
+            st["after"] = loop.fd_count()
+            loop.schedule(0.3, loop.stop)  # past connect_timeout: no event may show up
+
+        client.connect(b"127.0.0.1", listener.getsockname()[1], connect_timeout=0.1)
+        loop.schedule(0, cancel_when_handshaking)
+        run(loop)
+    assert events == []
+    assert (st["registered"], st["after"]) == (1, 0)
+    assert client.tls_sock is not None and client.tls_sock.fileno() == -1
+
+
 @pytest.mark.parametrize("when", ["at once", "after the ClientHello"])
 def test_server_closing_during_the_handshake_gives_one_connect_error(
     loop: LoopBase, when: str

@@ -7,7 +7,13 @@ literal is used as it is. ``check_ip`` may veto addresses. Connection attempts s
 another: the next one when the previous failed, or after ``connect_attempt_delay`` (RFC 8305's
 250 ms) when it is merely slow, so a broken IPv6 path costs a quarter of a second, not a timeout.
 The first attempt to connect wins; the others are closed. ``connect_timeout`` covers resolution
-and every attempt. The outcome is exactly one ``'connect'`` or one ``'connect_error'``.
+and every attempt. The outcome is exactly one ``'connect'`` or one ``'connect_error'``, unless
+``cancel()`` comes first: then there is none.
+
+Everything an attempt leaves pending is undone by ``_finish`` (the one exit: success, error and
+``cancel()`` all pass through it): timers and deferred reports are deleted, sockets still
+connecting are closed. A name lookup cannot be called off, so its answer carries the attempt's
+generation (bumped by ``_finish``) and is dropped when it comes back for an earlier one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_WRITABLE, EventSource
@@ -91,8 +98,10 @@ class TcpClient(EventSource):
             connecting (0.25, RFC 8305).
 
     Events:
-        connect (TcpConnection): connected; the connection starts paused. Once.
-        connect_error (err_type: str, err_id: int, err_str: str): connecting failed; once.
+        connect (TcpConnection): connected; the connection starts paused. Once per attempt;
+            never after ``cancel()``.
+        connect_error (err_type: str, err_id: int, err_str: str): connecting failed; once per
+            attempt, and never after ``connect`` or ``cancel()``.
             err_type is "socket" (errno from the OS; ETIMEDOUT for ``connect_timeout``),
             "gai" (resolution failed; err_id an EAI_* code) or "access" (``check_ip`` refused
             every address; emitted before ``connect`` returns for an IP literal).
@@ -111,6 +120,8 @@ class TcpClient(EventSource):
         self._attempts: list[_Attempt] = []
         self._timeout_ev: ScheduledEvent | None = None
         self._delay_ev: ScheduledEvent | None = None
+        self._report_ev: ScheduledEvent | None = None
+        self._generation = 0
         self._last_error: tuple[str, int, str] | None = None
         self._error_sent = False
         self._busy = False
@@ -130,7 +141,8 @@ class TcpClient(EventSource):
             return
         from thor import dns  # noqa: PLC0415 - resolving names is the uncommon path
 
-        dns.lookup(self.loop, host, port, socket.SOCK_STREAM, self._resolved)
+        resolved = partial(self._resolved, self._generation)
+        dns.lookup(self.loop, host, port, socket.SOCK_STREAM, resolved)
 
     def connect_dns(
         self, hostname: bytes, dns_result: DnsResult, connect_timeout: float | None = None
@@ -155,8 +167,8 @@ class TcpClient(EventSource):
         if connect_timeout:
             self._timeout_ev = self.loop.schedule(connect_timeout, self._timed_out)
 
-    def _resolved(self, results: list[DnsResult] | Exception) -> None:
-        if not self._busy:
+    def _resolved(self, generation: int, results: list[DnsResult] | Exception) -> None:
+        if generation != self._generation:  # the attempt it was for is over (or cancelled)
             return
         if isinstance(results, Exception):
             code = results.errno if isinstance(results, OSError) and results.errno else 0
@@ -203,7 +215,7 @@ class TcpClient(EventSource):
         if self._busy and not self._attempts:
             # reported from the loop, never from inside connect(): the caller may not be ready
             error = self._last_error or ("socket", errno.EHOSTUNREACH, "no address")
-            self.loop.schedule(0, self._error, *error)
+            self._report_ev = self.loop.schedule(0, self._error, *error)
 
     def _attempt_finished(self, attempt: _Attempt) -> None:
         try:
@@ -224,12 +236,29 @@ class TcpClient(EventSource):
         self.address = attempt.result[4]
         self._connected(attempt.sock, attempt.result[4])
 
+    def cancel(self) -> None:
+        """Abandon the connection attempt in progress, if any. Idempotent.
+
+        Every connecting socket is closed (a TlsClient's socket in its handshake too), the
+        ``connect_timeout`` and racing timers are stopped, and a name lookup still running is
+        ignored when it answers: neither ``'connect'`` nor ``'connect_error'`` is emitted for
+        this attempt afterwards. Once the attempt had its outcome (or before ``connect``), it
+        does nothing; a connection already handed out is not affected. The client is idle
+        again and may ``connect`` anew.
+        """
+        if self._busy:
+            self._finish()
+
     def _finish(self) -> None:
-        """Stop every timer and pending attempt; the client is idle again."""
+        """Stop every timer, deferred report and pending attempt; the client is idle again."""
         self._busy = False
+        self._generation += 1
         if self._timeout_ev is not None:
             self._timeout_ev.delete()
             self._timeout_ev = None
+        if self._report_ev is not None:
+            self._report_ev.delete()
+            self._report_ev = None
         self._stop_attempts()
 
     def _stop_attempts(self) -> None:

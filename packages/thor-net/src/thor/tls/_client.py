@@ -7,8 +7,9 @@ its ``_connected`` hook lands here with the client still busy and ``connect_time
 running, so the timeout covers connect **and** handshake. The socket is wrapped (SNI and the
 host-name check use the name given to ``connect``, or ``server_hostname``; Python sends no SNI
 for IP literals and checks them against the certificate's IP addresses), and the handshake runs
-on the loop, never blocking it. Exactly one outcome follows: ``'connect'`` with a TlsConnection,
-or one ``'connect_error'``: ``("ssl", code, message)`` for TLS failures (a certificate problem
+on the loop, never blocking it. Exactly one outcome follows (none after ``cancel()``, which
+aborts a handshake in progress through ``_finish``): ``'connect'`` with a TlsConnection, or one
+``'connect_error'``: ``("ssl", code, message)`` for TLS failures (a certificate problem
 says which: ``"certificate verify failed: Hostname mismatch..."``), ``("socket", errno, ...)``
 for a refused, reset or timed-out connection. On failure the socket is closed.
 
@@ -69,8 +70,9 @@ class TlsClient(TcpClient):
 
     Events:
         connect (TlsConnection): connected and handshake done; the connection starts paused.
-            Once.
-        connect_error (err_type: str, err_id: int, err_str: str): connecting failed; once.
+            Once per attempt; never after ``cancel()``.
+        connect_error (err_type: str, err_id: int, err_str: str): connecting failed; once per
+            attempt, and never after ``connect`` or ``cancel()``.
             err_type "ssl": the TLS handshake failed (err_id is the X.509 verify code for a
             certificate problem, e.g. 62 host-name mismatch, 10 expired, 20 unknown issuer;
             else OpenSSL's error number); "socket": errno from the OS (ETIMEDOUT when

@@ -156,9 +156,7 @@ class HttpClientConnection(EventEmitter):
         if tcp_client is not None:
             tcp_client.remove_listeners("connect", "connect_error")
             if cancel:
-                # TcpClient has no public cancel: stop its attempts and timers (and close
-                # their sockets) through the hook its subclasses use
-                tcp_client._finish()
+                tcp_client.cancel()  # stops its attempts and timers, closes their sockets
 
     def _connected(self, tcp_conn: TcpConnection) -> None:
         self._stop_connecting()
