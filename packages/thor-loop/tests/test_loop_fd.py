@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -345,6 +346,47 @@ def test_registered_fd_handlers_and_fd_count(loop: LoopBase, socketpair: SocketP
     for source in sources:
         source.unregister_fd()
     assert loop.fd_count() == 0
+
+
+@pytest.mark.usefixtures("sigusr1")
+def test_fd_count_follows_registrations_but_not_the_loops_own_fds(
+    loop: LoopBase, socketpair: SocketPairFactory
+) -> None:
+    """fd_count() is a running count: checked against the registrations it stands for after
+    every kind of change, the loop's own fds (wake-up, signal pipe) coming and going too."""
+
+    def count() -> int:
+        assert loop.fd_count() == len(loop.registered_fd_handlers())
+        return loop.fd_count()
+
+    log: list[str] = []
+    (a, _), (b, _), (c, _) = socketpair(), socketpair(), socketpair()
+    assert count() == 0  # the wake-up fd is registered, and not counted
+    loop.register_fd(a.fileno(), "fd_readable", Target(log))
+    loop.register_fd(b.fileno(), ["fd_readable", "fd_writable"], Target(log))
+    assert count() == 2
+    loop.register_fd(a.fileno(), "fd_writable", Target(log))  # replaces: no new fd
+    loop.event_add(b.fileno(), "fd_close")
+    loop.event_del(b.fileno(), "fd_readable")
+    assert count() == 2
+    source = EventSource(loop)
+    source.register_fd(c.fileno(), "fd_readable")  # through an EventSource
+    assert count() == 3
+    loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # the loop's signal pipe: not counted
+    assert count() == 3
+    loop.unregister_fd(b.fileno())
+    loop.unregister_fd(b.fileno())  # idempotent: counted down once
+    assert count() == 2
+    assert loop.remove_signal_handler(signal.SIGUSR1)
+    assert count() == 2
+    loop.stop()  # forgets every fd of the application, keeps the wake-up fd
+    assert count() == 0
+    source.event_add("fd_writable")  # registers again after stop()
+    assert count() == 1
+    source.unregister_fd()
+    loop.unregister_fd(a.fileno())  # forgotten by stop() already
+    assert count() == 0
+    assert log == []
 
 
 def test_event_source_binds_to_the_given_loop(loop: LoopBase) -> None:

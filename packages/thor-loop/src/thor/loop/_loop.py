@@ -134,6 +134,9 @@ class LoopBase(EventEmitter):
         self._timers = TimerHeap()
         self._async_queue: deque[ScheduledEvent] = deque()
         self._registrations: dict[int, FdRegistration] = {}
+        # how many of them are the application's (not _internal): kept by _fd_register and
+        # _fd_unregister, so fd_count() is O(1) and dispatch pays nothing for it
+        self._user_fds = 0
         self._io_generation = 0
         self._thread_id: int | None = None
         self._exception_handler: ExceptionHandler | None = None
@@ -493,8 +496,9 @@ class LoopBase(EventEmitter):
         return [reg.source for reg in self._registrations.values() if not _internal(reg)]
 
     def fd_count(self) -> int:
-        """How many fds are registered."""
-        return sum(1 for reg in self._registrations.values() if not _internal(reg))
+        """How many fds the application has registered (the loop's own wake-up and signal fds
+        are not counted). O(1)."""
+        return self._user_fds
 
     # -- file descriptors: the fast internal interface ------------------------------------------
 
@@ -509,7 +513,11 @@ class LoopBase(EventEmitter):
         else:
             self._backend_modify(fd, old.mask, mask)
             old.active = False
+            if not _internal(old):
+                self._user_fds -= 1
         self._registrations[fd] = registration
+        if not _internal(registration):
+            self._user_fds += 1
         return registration
 
     def _fd_set_mask(self, fd: int, mask: int) -> None:
@@ -525,6 +533,8 @@ class LoopBase(EventEmitter):
         registration = self._registrations.pop(fd, None)
         if registration is not None:
             registration.active = False
+            if not _internal(registration):
+                self._user_fds -= 1
             self._backend_unregister(fd, registration.mask)
 
     # -- what a backend provides ------------------------------------------------------------------
