@@ -142,6 +142,10 @@ class _Lifeline(EventSource):
             self.unregister_fd()
             self.gone()
 
+    # a pipe whose writer is gone reports a hang-up (not always readability) under epoll
+    handle_fd_close = handle_fd_readable
+    handle_fd_error = handle_fd_readable
+
 
 class WorkerPipes:
     """The pipes a worker process inherits from its supervisor (see ``_workers.py``).

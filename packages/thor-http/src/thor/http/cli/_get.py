@@ -87,6 +87,13 @@ def progress_bar(total: int | None, name: str, stream: IO[str]) -> Any:
             file=stream,
         )
         return None
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    # a terminal that reports no size (0 x 0: some ptys) gets 80 x 24: tqdm would otherwise
+    # hide the bar as if it were below the bottom line
+    sized = size.columns > 0 and size.lines > 0
     return tqdm(
         total=total,
         desc=name,
@@ -94,7 +101,9 @@ def progress_bar(total: int | None, name: str, stream: IO[str]) -> Any:
         unit_scale=True,
         unit_divisor=1024,
         file=stream,
-        dynamic_ncols=True,
+        dynamic_ncols=sized,
+        ncols=None if sized else 80,
+        nrows=None if sized else 24,
         leave=True,
     )
 

@@ -197,6 +197,10 @@ class _Worker(EventSource):
         if not data:
             self.close_pipe()
 
+    # a pipe whose writer is gone reports a hang-up (not always readability) under epoll
+    handle_fd_close = handle_fd_readable
+    handle_fd_error = handle_fd_readable
+
     def close_pipe(self) -> None:
         if self.ready_fd >= 0:
             self.unregister_fd()
