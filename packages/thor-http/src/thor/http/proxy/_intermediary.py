@@ -227,20 +227,39 @@ def upstream_fields(
             if upgrade is not None and b"upgrade" in nominated:
                 upgrade = None
     if via is not None:
-        out.append((b"Via", via))
-    if forwarded:
-        element = b"for=" + forwarded_node(client_host) + b";proto=" + proto
-        if host:
-            element += b";host=" + (host if _is_token(host) else _quote(host))
-        if hops:
-            element = b", ".join(hops) + b", " + element
-        out.append((b"Forwarded", element))
-    if x_forwarded_for:
-        address = client_host.encode("ascii", "replace")
-        if xff:
-            address = b", ".join(xff) + b", " + address
-        out.append((b"X-Forwarded-For", address))
+        append((b"Via", via))
+    if forwarded or x_forwarded_for:
+        key = (client_host, host, proto)
+        ours = _OURS.get(key)
+        if ours is None:
+            ours = _our_entries(client_host, host, proto)
+            if len(_OURS) >= _OURS_LIMIT:
+                _OURS.clear()
+            _OURS[key] = ours
+        if forwarded:
+            element = ours[0]
+            if hops:
+                element = b", ".join(hops) + b", " + element
+            append((b"Forwarded", element))
+        if x_forwarded_for:
+            address = ours[1]
+            if xff:
+                address = b", ".join(xff) + b", " + address
+            append((b"X-Forwarded-For", address))
     return out, host, upgrade, remaining
+
+
+#: (client, host, proto) -> (our Forwarded element, our X-Forwarded-For entry): a proxy sees
+#: the same few clients and hosts over and over
+_OURS: dict[tuple[str, bytes | None, bytes], tuple[bytes, bytes]] = {}
+_OURS_LIMIT = 4096
+
+
+def _our_entries(client_host: str, host: bytes | None, proto: bytes) -> tuple[bytes, bytes]:
+    element = b"for=" + forwarded_node(client_host) + b";proto=" + proto
+    if host:
+        element += b";host=" + (host if _is_token(host) else _quote(host))
+    return element, client_host.encode("ascii", "replace")
 
 
 def max_forwards(value: bytes) -> int | None:
