@@ -572,19 +572,24 @@ def test_sigterm_lets_a_request_in_flight_finish(origins: tuple[Origin, Origin])
         slow = Background(port, "/slow")
         assert a.slow_arrived.wait(WAIT)
         proxy.signal(signal.SIGTERM)
-        # new connections are refused once it stops listening
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
-            except ConnectionRefusedError:
-                break
-            assert time.monotonic() < deadline, "still accepting after SIGTERM"
-            time.sleep(0.05)
+        proxy.expect("shutting down")
+        wait_refused(port)
         assert proxy.proc.poll() is None  # still running: a request is in flight
         a.release.set()
         assert slow.join()[:3:2] == (200, b"A /slow\n")
         assert proxy.wait() == 0
+
+
+def wait_refused(port: int) -> None:
+    """Wait (bounded) until connections to ``port`` are refused."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still accepts connections"
+        time.sleep(0.05)
 
 
 # -- --workers ----------------------------------------------------------------------------------
@@ -632,15 +637,50 @@ def test_workers_share_the_port_are_restarted_and_stop_on_sigterm() -> None:
                 time.sleep(0.05)
 
 
-def test_proxy_workers_finish_requests_in_flight(origins: tuple[Origin, Origin]) -> None:
+def test_ctrl_c_with_workers_lets_a_request_in_flight_finish(
+    origins: tuple[Origin, Origin],
+) -> None:
     a, _ = origins
-    with thor("proxy", "--listen", "127.0.0.1:0", "--upstream", a.url, "--workers", "2") as sup:
+    with thor(
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        a.url,
+        "--workers",
+        "2",
+        start_new_session=True,
+    ) as sup:
         port = sup.listening()
         slow = Background(port, "/slow")
         assert a.slow_arrived.wait(WAIT)
-        sup.signal(signal.SIGTERM)
+        os.killpg(sup.proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        sup.expect("shutting down 2 workers")
+        wait_refused(port)  # every worker stopped listening
+        assert sup.proc.poll() is None  # a request is still in flight
         a.release.set()
         assert slow.join()[2] == b"A /slow\n"
+        assert sup.wait() == 0
+
+
+def test_workers_on_an_inherited_socket() -> None:
+    with thor(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--inherit-socket",
+        "--worker-header",
+    ) as sup:
+        found = sup.expect(r" on http://127\.0\.0\.1:(\d+) \(2 workers: (\d+), (\d+); supervisor")
+        port = int(found.group(1))
+        started = {int(found.group(2)), int(found.group(3))}
+        for _ in range(20):
+            status, headers, body = fetch(port)
+            assert (status, body) == (200, b"Hello, world!\n")
+            assert int(headers["x-thor-worker"]) in started
+        sup.signal(signal.SIGTERM)
         assert sup.wait() == 0
 
 

@@ -206,6 +206,8 @@ def run_until_shutdown(
             loop.stop()
             return
         state["stopping"] = True
+        if worker is None:
+            say(command, "shutting down: requests in flight finish (signal again to stop now)")
         if on_shutdown is not None:
             on_shutdown()
         for server in servers:
@@ -223,7 +225,12 @@ def run_until_shutdown(
     if servers:
         servers[0].once("start", started)
     loop.add_signal_handler(signal.SIGTERM, shutdown)
-    loop.add_signal_handler(signal.SIGINT, shutdown)
+    if worker is None:
+        loop.add_signal_handler(signal.SIGINT, shutdown)
+    else:
+        # Ctrl-C reaches the whole process group: the supervisor turns it into a SIGTERM for
+        # each worker (were it a second signal here, the worker would stop at once)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, on_reload)
     if worker is not None and worker.lifeline_fd is not None:

@@ -474,6 +474,13 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
             names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
             what = f"reverse proxy to {names}"
         return Supervisor(
-            argv, workers, host, port, command="proxy", grace=args.grace, what=what
+            argv,
+            workers,
+            host,
+            port,
+            command="proxy",
+            grace=args.grace,
+            what=what,
+            inherit=args.inherit_socket,
         ).run()
     return _ProxyRunner(args, config).run(host, port, worker)

@@ -53,6 +53,12 @@ def add_common_server_options(parser: argparse.ArgumentParser, default_listen: s
         help="on SIGTERM / Ctrl-C, how long requests in flight may take to finish (30)",
     )
     parser.add_argument(
+        "--inherit-socket",
+        action="store_true",
+        help="with --workers: one listening socket inherited by every worker, instead of one "
+        "SO_REUSEPORT socket each",
+    )
+    parser.add_argument(
         "--worker-header",
         action="store_true",
         help="add 'X-Thor-Worker: <pid>' to every response (to see which worker answered)",
@@ -117,7 +123,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     worker = worker_from_env()
     if worker is None and (args.workers or 1) > 1:
         return Supervisor(
-            argv, args.workers, host, port, command="serve", grace=args.grace, what=what
+            argv,
+            args.workers,
+            host,
+            port,
+            command="serve",
+            grace=args.grace,
+            what=what,
+            inherit=args.inherit_socket,
         ).run()
     loop = thor.loop.make()
     try:

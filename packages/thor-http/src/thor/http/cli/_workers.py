@@ -13,8 +13,9 @@ Sharing the port:
   the port but not listening (it holds the port; it is never given connections), and each
   worker binds and listens with SO_REUSEPORT: the kernel spreads new connections across the
   workers, and a dead worker's share goes to the others.
-- ``inherit`` (elsewhere): the supervisor listens, and every worker accepts on the inherited
-  socket.
+- ``inherit`` (elsewhere, or with ``--inherit-socket``): the supervisor listens, and every
+  worker accepts on the inherited socket. The kernel then wakes whichever worker it likes (the
+  load may be uneven), but connections waiting in the queue survive a worker's death.
 
 Supervision, on a thor loop: SIGCHLD reaps workers; a worker that exits while the supervisor is
 not stopping is started again, at once if it had lived ``stable_after`` seconds, else after a
@@ -99,8 +100,8 @@ def worker_from_env() -> WorkerInfo | None:
     return WorkerInfo(fields[0], WorkerPipes(fields[1], fields[2]), listen_fd)
 
 
-def _share_mode() -> str:
-    return "reuseport" if hasattr(socket, "SO_REUSEPORT") else "inherit"
+def _share_mode(inherit: bool) -> str:
+    return "reuseport" if hasattr(socket, "SO_REUSEPORT") and not inherit else "inherit"
 
 
 def _hold_port(host: bytes, port: int, mode: str) -> socket.socket:
@@ -225,6 +226,7 @@ class Supervisor:
         command: the sub-command's name, for messages.
         grace: seconds the workers get to finish after SIGTERM before they are killed.
         what: what is served, for the announcement (``"files from /srv"``).
+        inherit: share one listening socket (``inherit``) even where SO_REUSEPORT exists.
 
     Settings (class attributes):
         stable_after: a worker that lived this long is restarted at once (1.0 s).
@@ -245,6 +247,7 @@ class Supervisor:
         command: str,
         grace: float,
         what: str,
+        inherit: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.count = count
@@ -252,7 +255,7 @@ class Supervisor:
         self.command = command
         self.grace = grace
         self.what = what
-        self.mode = _share_mode()
+        self.mode = _share_mode(inherit)
         self.sock = _hold_port(host, port, self.mode)
         self.port = self.sock.getsockname()[1]
         self.loop: LoopBase = thor.loop.make()
@@ -344,6 +347,8 @@ class Supervisor:
             self.forward(signal.SIGKILL)
             return
         self.stopping = True
+        live = sum(1 for worker in self.workers if worker.process is not None)
+        say(self.command, f"shutting down {live} workers (signal again to stop them now)")
         for worker in self.workers:
             if worker.restart_event is not None:
                 worker.restart_event.delete()
