@@ -6,7 +6,7 @@ held meanwhile) and release once per request."""
 from __future__ import annotations
 
 import http.client
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import http_server_support as support
 import proxy_support as ps
@@ -43,7 +43,7 @@ class LocalProxy(ReverseProxy):
             self.cache[px.target] = self.cache.get(px.target, b"") + chunk
         return chunk
 
-    cache: dict[bytes, bytes] = {}
+    cache: ClassVar[dict[bytes, bytes]] = {}
 
 
 def test_answer_locally_denies_and_serves_from_cache(harness: Harness) -> None:
