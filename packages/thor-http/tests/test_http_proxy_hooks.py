@@ -230,3 +230,38 @@ def test_failed_upstream_is_released_as_a_failure(harness: Harness) -> None:
 
     assert harness.client(client) == [b"502", b"502"]
     assert health == [False]  # ejected after the first failure; the second found none
+
+
+class InjectingProxy(ReverseProxy):
+    """Hooks that try to put CR LF into fields: the serialisers refuse, the proxy answers 502."""
+
+    def rewrite_request(self, px: ProxyExchange) -> None:
+        if px.target == b"/in":
+            px.req_hdrs.append((b"X-Evil", b"a\r\nInjected: 1"))
+
+    def rewrite_response(
+        self, px: ProxyExchange, status: bytes, phrase: bytes, headers: RawHeaders
+    ) -> RawHeaders:
+        if px.target == b"/out":
+            return [*headers, (b"X-Evil", b"a\r\n\r\nHTTP/1.1 200 OK")]
+        return headers
+
+
+def test_cr_lf_from_hooks_is_never_forwarded(harness: Harness) -> None:
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    front, _proxy = ps.make_proxy(harness, ps.origin_url(origin), cls=InjectingProxy)
+
+    def client() -> list[bytes]:
+        out = []
+        for path in (b"/in", b"/out"):
+            sock = ps.raw_request(harness, front, b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+            out.append(support.recv_until_close(sock))
+        return out
+
+    request_side, response_side = harness.client(client)
+    for data in (request_side, response_side):
+        assert data.startswith(b"HTTP/1.1 502 ")
+        assert b"Injected" not in data and data.count(b"HTTP/1.1") == 1
+    assert [r["uri"] for r in seen.requests] == [b"/out"]
+    assert not any(n.lower() == b"injected" for r in seen.requests for n, _ in r["headers"])
