@@ -190,7 +190,8 @@ def test_serve_a_directory(site: Path) -> None:
         last_modified = fetch(port, "/hello.txt")[1]["last-modified"]
         status, _, body = fetch(port, "/hello.txt", headers={"If-Modified-Since": last_modified})
         assert (status, body) == (304, b"")
-        server.signal(signal.SIGTERM)
+        server.signal(signal.SIGHUP)  # nothing to reload: a graceful shutdown
+        server.expect("shutting down")
         assert server.wait() == 0
 
 
@@ -681,6 +682,33 @@ def test_workers_on_an_inherited_socket() -> None:
             assert (status, body) == (200, b"Hello, world!\n")
             assert int(headers["x-thor-worker"]) in started
         sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_a_worker_dying_on_start_is_restarted_with_back_off(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    with thor(
+        "serve", "--listen", "127.0.0.1:0", "--workers", "2", "--worker-header", str(root)
+    ) as sup:
+        found = sup.expect(r" on http://127\.0\.0\.1:(\d+) \(2 workers: (\d+), (\d+); supervisor")
+        port = int(found.group(1))
+        victim = int(found.group(2))
+        root.rename(tmp_path / "away")  # a worker started now fails at once
+        os.kill(victim, signal.SIGKILL)
+        sup.expect(rf"worker {victim} exited \(signal 9\); restarting")
+        delays = [
+            float(sup.expect(r"exited \(status 1\); restarting in ([0-9.]+)s").group(1))
+            for _ in range(3)
+        ]
+        assert delays[0] < delays[1] < delays[2]  # backing off
+        (tmp_path / "away").rename(root)
+        replacement = int(sup.expect(r"worker (\d+) ready").group(1))
+        assert replacement != victim
+        assert fetch(port, "/a.txt")[2] == b"a\n"
+        sup.signal(signal.SIGHUP)  # no --config: SIGHUP shuts down
+        sup.expect("shutting down 2 workers")
         assert sup.wait() == 0
 
 

@@ -191,7 +191,7 @@ def run_until_shutdown(
         grace: seconds a graceful shutdown may take before the loop stops anyway.
         announce: a line printed (``thor <command>: <line>``) once the first server listens.
         worker: the pipes of a supervised worker, or None in single-process mode.
-        on_reload: called on SIGHUP (when given).
+        on_reload: called on SIGHUP; when None, SIGHUP shuts down like SIGTERM.
         on_shutdown: called when the shutdown starts (close admin listeners, health checks...).
     """
     state = {"stopping": False, "left": len(servers)}
@@ -231,8 +231,9 @@ def run_until_shutdown(
         # Ctrl-C reaches the whole process group: the supervisor turns it into a SIGTERM for
         # each worker (were it a second signal here, the worker would stop at once)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if on_reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_reload)
+    # SIGHUP reloads when there is something to reload, else it is a SIGTERM (a closed
+    # terminal: finish what is in flight rather than die)
+    loop.add_signal_handler(signal.SIGHUP, on_reload if on_reload is not None else shutdown)
     if worker is not None and worker.lifeline_fd is not None:
         _Lifeline(worker.lifeline_fd, loop, shutdown)
     try:

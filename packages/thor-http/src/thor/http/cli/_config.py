@@ -14,7 +14,7 @@ The file (every key optional except ``upstreams`` and, with several groups, ``ro
     max_field_section = 65536
     max_fields = 100
     max_pipeline_depth = 100
-    max_conns_per_upstream = 6       # pooled connections per upstream (client side)
+    max_conns_per_upstream = 256     # connections to each upstream server (the client's pool)
 
     [timeouts]                       # seconds
     idle = 60                        # keep-alive client connection with no request

@@ -482,5 +482,6 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
             grace=args.grace,
             what=what,
             inherit=args.inherit_socket,
+            reload=bool(args.config),
         ).run()
     return _ProxyRunner(args, config).run(host, port, worker)

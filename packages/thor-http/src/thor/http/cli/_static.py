@@ -266,7 +266,7 @@ class StaticFiles:
         rows = []
         for name in names:
             slash = "/" if os.path.isdir(os.path.join(full, name)) else ""
-            href = urllib.parse.quote(name + slash)
+            href = urllib.parse.quote(os.fsencode(name + slash))  # (undecodable names too)
             rows.append(f'<li><a href="{href}">{html.escape(name + slash)}</a></li>')
         body = (
             f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'

@@ -30,8 +30,8 @@ workers see end-of-file and shut down gracefully.
 
 SIGTERM or SIGINT: the supervisor sends SIGTERM to every worker (each finishes the requests in
 flight: ``HttpServer.graceful_shutdown``) and exits 0 when all have exited; a second signal, or
-``grace`` seconds more, kills the ones left. SIGHUP is passed on to the workers (``thor proxy
---config`` reloads its file).
+``grace`` seconds more, kills the ones left. SIGHUP is passed on to the workers when they
+reload on it (``thor proxy --config``), and is a SIGTERM otherwise.
 """
 
 from __future__ import annotations
@@ -177,6 +177,11 @@ class _Worker(EventSource):
         ]
         try:
             self.process = subprocess.Popen(argv, env=env, pass_fds=keep)
+        except OSError as exc:  # out of processes or fds: try again later
+            os.close(read_fd)
+            say(sup.command, f"cannot start a worker ({exc.strerror}); retrying")
+            self.restart_event = sup.loop.schedule(sup.backoff_max, self.start)
+            return
         finally:
             os.close(write_fd)
         self.ready = False
@@ -227,6 +232,7 @@ class Supervisor:
         grace: seconds the workers get to finish after SIGTERM before they are killed.
         what: what is served, for the announcement (``"files from /srv"``).
         inherit: share one listening socket (``inherit``) even where SO_REUSEPORT exists.
+        reload: SIGHUP is passed on to the workers (they reload); otherwise it shuts down.
 
     Settings (class attributes):
         stable_after: a worker that lived this long is restarted at once (1.0 s).
@@ -248,6 +254,7 @@ class Supervisor:
         grace: float,
         what: str,
         inherit: bool = False,
+        reload: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.count = count
@@ -256,6 +263,7 @@ class Supervisor:
         self.grace = grace
         self.what = what
         self.mode = _share_mode(inherit)
+        self.reload = reload
         self.sock = _hold_port(host, port, self.mode)
         self.port = self.sock.getsockname()[1]
         self.loop: LoopBase = thor.loop.make()
@@ -271,7 +279,10 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         loop.add_signal_handler(signal.SIGTERM, self.shutdown)
         loop.add_signal_handler(signal.SIGINT, self.shutdown)
-        loop.add_signal_handler(signal.SIGHUP, self.forward, signal.SIGHUP)
+        if self.reload:
+            loop.add_signal_handler(signal.SIGHUP, self.forward, signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, self.shutdown)
         try:
             for worker in self.workers:
                 worker.start()
@@ -294,8 +305,6 @@ class Supervisor:
 
     def worker_ready(self, worker: _Worker) -> None:
         """A worker listens: announce the address once they all do."""
-        if worker.process is not None:
-            worker.failures = 0 if self.started else worker.failures
         if not self.started and all(w.ready for w in self.workers):
             self.started = True
             pids = ", ".join(str(w.process.pid) for w in self.workers if w.process is not None)
