@@ -166,3 +166,26 @@ def test_no_upstream_from_a_selector_is_503_for_queues(harness: Harness) -> None
 
     assert harness.client(client) == b"503"
     assert records[0].error == "queue full"
+
+
+def test_set_upstream_switches_new_requests(harness: Harness) -> None:
+    seens = [ps.Seen(), ps.Seen()]
+    origins = [harness.server(ps.inspecting_handler(seen)) for seen in seens]
+    front, proxy = ps.make_proxy(harness, ps.origin_url(origins[0]))
+
+    def client() -> list[bytes]:
+        out = []
+        sock = ps.raw_request(harness, front, b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        reader = support.ResponseReader(sock)
+        out.append(reader.read().status)
+        harness.loop.run_in_loop(proxy.set_upstream, ps.origin_url(origins[1]))
+        sock.sendall(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        out.append(reader.read().status)
+        harness.loop.run_in_loop(proxy.close)
+        sock.sendall(b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        out.append(reader.rest(0.5))  # nobody answers it any more
+        return out
+
+    assert harness.client(client) == [b"200", b"200", b""]
+    assert [r["uri"] for r in seens[0].requests] == [b"/1"]
+    assert [r["uri"] for r in seens[1].requests] == [b"/2"]

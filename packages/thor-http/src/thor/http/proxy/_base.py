@@ -296,7 +296,7 @@ class ProxyBase(EventEmitter):
                 px._ready(chosen, None if chosen is not None else "no upstream")
                 return
             self._select(px)
-        except Exception as exc:  # noqa: BLE001 - a hook or a selector raised: this request fails
+        except Exception as exc:  # a hook or a selector raised: this request fails
             px._internal_error(exc)
 
     def upstream_for_url(self, url: str | bytes) -> StaticUpstream:
@@ -312,6 +312,12 @@ class ProxyBase(EventEmitter):
                 cache.clear()
             upstream = cache[url] = StaticUpstream(url)
         return upstream
+
+    def close(self) -> None:
+        """Stop proxying: the server's new requests are no longer given to this proxy
+        (requests in flight finish). The server and the client are left alone (see
+        ``server.graceful_shutdown()`` and ``client.close()``)."""
+        self.server.remove_listener("exchange", self._on_exchange)
 
     def _resolve(self, px: ProxyExchange) -> bool:
         """Check the request target; False when the request was answered here."""

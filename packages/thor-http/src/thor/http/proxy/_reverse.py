@@ -55,6 +55,10 @@ class ReverseProxy(ProxyBase):
         client: the HttpClient used upstream; one is made (with the ``upstream_*`` settings)
             when None.
 
+    Attributes:
+        upstream: what was given (see ``set_upstream`` to change it).
+        selector: the object whose ``acquire``/``release`` are called per request.
+
     Settings: those of ``ProxyBase`` (Via, trusted hops, upstream timeouts), and:
         preserve_host: send the client's Host upstream instead of the upstream's authority
             (False). Requests then cost a little more (their heads are not cached).
@@ -75,6 +79,14 @@ class ReverseProxy(ProxyBase):
         ProxyBase.__init__(self, server, client)
         self.upstream = upstream
         self.selector = as_selector(upstream)
+
+    def set_upstream(self, upstream: Any) -> None:
+        """Send new requests to ``upstream`` (same kinds as the constructor's), e.g. on a
+        configuration reload. Requests in flight are not affected: each is released to the
+        selector it was acquired from, so no wrapper is needed to swap routers."""
+        selector = as_selector(upstream)
+        self.upstream = upstream
+        self.selector = selector
 
     def _resolve(self, px: ProxyExchange) -> bool:
         target = px.target
