@@ -225,6 +225,30 @@ def test_serve_streams_a_large_file_intact(tmp_path: Path) -> None:
         assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 
 
+def test_serve_byte_ranges(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1024
+    (tmp_path / "data.bin").write_bytes(data)
+    with thor("serve", "--listen", "127.0.0.1:0", str(tmp_path)) as server:
+        port = server.listening()
+        status, headers, body = fetch(port, "/data.bin", headers={"Range": "bytes=1000-1999"})
+        assert (status, body) == (206, data[1000:2000])
+        assert headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+        status, _, body = fetch(port, "/data.bin", headers={"Range": "bytes=-10"})
+        assert (status, body) == (206, data[-10:])
+        status, headers, _ = fetch(port, "/data.bin", headers={"Range": f"bytes={len(data)}-"})
+        assert (status, headers["content-range"]) == (416, f"bytes */{len(data)}")
+        modified = fetch(port, "/data.bin", "HEAD")[1]["last-modified"]
+        status, _, body = fetch(
+            port, "/data.bin", headers={"Range": "bytes=0-0", "If-Range": modified}
+        )
+        assert (status, body) == (206, data[:1])
+        stale = "Thu, 01 Jan 1970 00:00:00 GMT"
+        status, _, body = fetch(
+            port, "/data.bin", headers={"Range": "bytes=0-0", "If-Range": stale}
+        )
+        assert (status, body) == (200, data)
+
+
 def test_serve_port_in_use() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -431,6 +455,25 @@ class Background:
 
 
 # -- thor proxy ---------------------------------------------------------------------------------
+
+
+def test_quick_start_reverse_proxy_in_front_of_a_local_origin(site: Path) -> None:
+    """The README quick start: an origin, the proxy in front of it, a fetch through it."""
+    with thor("serve", "--listen", "127.0.0.1:0", str(site)) as origin:
+        origin_port = origin.listening()
+        with thor(
+            "proxy", "--listen", "127.0.0.1:0", "--upstream", f"http://127.0.0.1:{origin_port}"
+        ) as proxy:
+            port = proxy.listening()
+            result = subprocess.run(
+                [sys.executable, "-m", "thor.http", "get", f"http://127.0.0.1:{port}/hello.txt"],
+                capture_output=True,
+                timeout=WAIT,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.startswith(b"HTTP/1.1 200 OK\n")
+            assert b"\nVia:1.1 thor\n" in result.stdout.replace(b": ", b":")
+            assert result.stdout.endswith(b"\n\nhello file\n")
 
 
 def test_reverse_proxy_balances_and_logs(origins: tuple[Origin, Origin], tmp_path: Path) -> None:

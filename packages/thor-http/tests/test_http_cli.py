@@ -14,8 +14,9 @@ import thor.loop
 from thor.events import EventEmitter
 from thor.http.cli import build_parser, main
 from thor.http.cli._common import format_address, parse_listen
+from thor.http.cli._get import progress_bar
 from thor.http.cli._reload import SwitchableBalancer
-from thor.http.cli._static import StaticFiles, _Sender
+from thor.http.cli._static import UNSATISFIABLE, StaticFiles, _Sender, byte_range
 
 # -- listen addresses ---------------------------------------------------------------------------
 
@@ -308,3 +309,69 @@ def test_switch_closes_an_idle_balancer_at_once() -> None:
     assert switch.balancers() == [new]
     switch.close()
     assert new.closed
+
+
+# -- byte ranges ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"bytes=0-9", (0, 9)),
+        (b"bytes=10-", (10, 99)),
+        (b"bytes=-10", (90, 99)),
+        (b"bytes=-1000", (0, 99)),
+        (b"bytes=90-1000", (90, 99)),
+        (b"BYTES = 5-5", (5, 5)),
+        (b"bytes=100-", UNSATISFIABLE),
+        (b"bytes=100-200", UNSATISFIABLE),
+        (b"bytes=-0", UNSATISFIABLE),
+        (b"bytes=0-1,5-6", None),  # several ranges: the whole file
+        (b"bytes=9-1", None),
+        (b"bytes=a-b", None),
+        (b"bytes=-", None),
+        (b"bytes=1-x", None),
+        (b"items=0-1", None),
+        (b"0-1", None),
+    ],
+)
+def test_byte_ranges(value: bytes, expected: tuple[int, int] | None) -> None:
+    assert byte_range(value, 100) == expected
+
+
+def test_byte_ranges_of_an_empty_file() -> None:
+    assert byte_range(b"bytes=0-", 0) == UNSATISFIABLE
+    assert byte_range(b"bytes=-5", 0) == UNSATISFIABLE
+
+
+# -- the progress bar ---------------------------------------------------------------------------
+
+
+def test_progress_bar_draws_bytes_rate_and_eta() -> None:
+    stream = io.StringIO()
+    bar = progress_bar(4 * 1024 * 1024, "file.bin", stream)
+    bar.update(2 * 1024 * 1024)
+    bar.close()
+    text = stream.getvalue()
+    assert "file.bin" in text
+    assert "2.00M/4.00M" in text  # bytes of the total, scaled by 1024
+    assert "B/s" in text  # the rate
+    assert "<" in text  # elapsed<remaining: the ETA
+
+
+def test_progress_bar_without_tqdm_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def no_tqdm(name: str, package: str | None = None) -> Any:
+        if name == "tqdm":
+            raise ImportError("No module named 'tqdm'")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_tqdm)
+    stream = io.StringIO()
+    assert progress_bar(100, "x", stream) is None
+    assert stream.getvalue() == (
+        "thor get: no progress bar: install tqdm (pip install 'thor-http[cli]')\n"
+    )

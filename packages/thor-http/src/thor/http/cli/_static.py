@@ -12,7 +12,9 @@ slash is redirected (301) to it, so relative links work.
 
 GET and HEAD are served (others: 405 with ``Allow``). ``Content-Type`` comes from
 ``mimetypes``; ``Last-Modified`` from the file's mtime, and ``If-Modified-Since`` is answered
-with 304 when the file has not changed since.
+with 304 when the file has not changed since. A single byte ``Range`` is answered with 206 (or
+416 past the end), unless an ``If-Range`` date differs from ``Last-Modified``; several ranges
+get the whole file (RFC 9110 §14.2 allows ignoring them).
 
 A file is streamed, never read whole: at most ``chunk_size`` bytes are read at a time, and only
 while the client keeps up. The exchange's ``'pause' (True)`` stops the reading until
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from .._headers import RawHeaderListType
     from ..server import HttpServerExchange
 
-__all__ = ["StaticFiles", "hello_world"]
+__all__ = ["UNSATISFIABLE", "StaticFiles", "byte_range", "hello_world"]
 
 _TEXT = b"text/plain; charset=utf-8"
 
@@ -286,21 +288,33 @@ class StaticFiles:
         exchange.response_done([])
 
     def file(self, exchange: HttpServerExchange, full: str, info: os.stat_result) -> None:
-        """A regular file: 304, or the head and (for GET) the streamed body."""
+        """A regular file: 304, 416, or the head and (for GET) the streamed body, whole (200)
+        or one byte range of it (206)."""
         mtime = int(info.st_mtime)
-        since = [v for n, v in exchange.req_hdrs if n.lower() == b"if-modified-since"]
-        if since:
-            try:
-                when = email.utils.parsedate_to_datetime(since[-1].decode("latin-1").strip())
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None and when.tzinfo is not None and mtime <= when.timestamp():
+        modified = _http_date(mtime)
+        since = _field(exchange, b"if-modified-since")
+        if since is not None:
+            when = _parse_date(since)
+            if when is not None and mtime <= when:
                 exchange.response_start(
-                    b"304",
-                    b"Not Modified",
-                    [(b"Last-Modified", _http_date(mtime)), *self.extra],
+                    b"304", b"Not Modified", [(b"Last-Modified", modified), *self.extra]
                 )
                 exchange.response_done([])
+                return
+        size = info.st_size
+        span = None
+        wanted = _field(exchange, b"range")
+        if_range = _field(exchange, b"if-range")
+        if wanted is not None and (if_range is None or if_range.strip() == modified):
+            span = byte_range(wanted, size)
+            if span == UNSATISFIABLE:
+                _simple(
+                    exchange,
+                    b"416",
+                    b"Range Not Satisfiable",
+                    b"Range Not Satisfiable\n",
+                    [*self.extra, (b"Content-Range", b"bytes */%d" % size)],
+                )
                 return
         kind, encoding = mimetypes.guess_type(full)
         if kind is None or encoding is not None:
@@ -310,16 +324,76 @@ class StaticFiles:
         handle = open(full, "rb")  # noqa: SIM115 - closed by the _Sender
         headers: RawHeaderListType = [
             (b"Content-Type", kind.encode("ascii")),
-            (b"Content-Length", b"%d" % info.st_size),
-            (b"Last-Modified", _http_date(mtime)),
+            (b"Last-Modified", modified),
+            (b"Accept-Ranges", b"bytes"),
             *self.extra,
         ]
-        exchange.response_start(b"200", b"OK", headers)
-        if exchange.method == b"HEAD" or info.st_size == 0:
+        if span is not None:
+            first, last = span
+            headers.append((b"Content-Range", b"bytes %d-%d/%d" % (first, last, size)))
+            length = last - first + 1
+            status, phrase = b"206", b"Partial Content"
+            handle.seek(first)
+        else:
+            length = size
+            status, phrase = b"200", b"OK"
+        headers.append((b"Content-Length", b"%d" % length))
+        exchange.response_start(status, phrase, headers)
+        if exchange.method == b"HEAD" or length == 0:
             handle.close()
             exchange.response_done([])
             return
-        _Sender(self, exchange, handle, info.st_size, self.loop).send()
+        _Sender(self, exchange, handle, length, self.loop).send()
+
+
+#: ``byte_range`` result for a range that lies wholly past the end of the file
+UNSATISFIABLE = (-1, -1)
+
+
+def byte_range(value: bytes, size: int) -> tuple[int, int] | None:
+    """The ``(first, last)`` byte positions (inclusive) a ``Range`` field asks of a file of
+    ``size`` bytes (RFC 9110 §14.1.2), ``UNSATISFIABLE``, or None to send the whole file: the
+    field is malformed, asks for several ranges (allowed to be ignored, §14.2), or is not in
+    bytes."""
+    unit, eq, spec = value.strip().partition(b"=")
+    if not eq or unit.strip().lower() != b"bytes" or b"," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition(b"-")
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if not dash or (last_text and not last_text.isdigit()):
+        return None
+    if not first_text:  # the last N bytes
+        if not last_text:
+            return None
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(size - suffix, 0), size - 1
+    if not first_text.isdigit():
+        return None
+    first = int(first_text)
+    if last_text and int(last_text) < first:
+        return None
+    if first >= size:
+        return UNSATISFIABLE
+    return first, min(int(last_text), size - 1) if last_text else size - 1
+
+
+def _field(exchange: HttpServerExchange, name: bytes) -> bytes | None:
+    """The last value of a request field (whole: dates and ranges hold commas)."""
+    found = None
+    for field, value in exchange.req_hdrs:
+        if field.lower() == name:
+            found = value
+    return found
+
+
+def _parse_date(value: bytes) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value.decode("latin-1").strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def _http_date(timestamp: float) -> bytes:
