@@ -313,3 +313,31 @@ def test_forward_proxy_check_ip_refuses(harness: Harness) -> None:
 
     assert harness.client(client) == [b"403", b"403"]
     assert not seen.requests
+
+
+def test_idle_tunnel_is_closed(harness: Harness) -> None:
+    target = echo_tcp_server(harness)
+    front = harness.server(None)
+    proxy_class = type("QuickProxy", (ForwardProxy,), {"tunnel_idle_timeout": 0.2})
+    proxy = proxy_class(front, connect_ports=(target.port,))
+    harness.proxies.append(proxy)
+    tunnels: list[Tunnel] = []
+    proxy.on("tunnel", lambda px, tunnel: tunnels.append(tunnel))
+
+    def client() -> tuple[bytes, bool]:
+        sock = ps.raw_request(
+            harness, front, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port
+        )
+        reader = support.ResponseReader(sock)
+        status = reader.read(b"CONNECT").status
+        return status, support.closed_by_peer(sock, 5.0)
+
+    try:
+        status, closed = harness.client(client, settle=0.2)
+    finally:
+        target.shutdown()
+        for conn in list(target.active_connections):
+            conn.abort()
+    assert status == b"200"
+    assert closed
+    assert tunnels and tunnels[0].closed

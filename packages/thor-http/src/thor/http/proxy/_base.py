@@ -164,6 +164,8 @@ class ProxyBase(EventEmitter):
         upstream_max_conns: connections per upstream origin in the client's pool (256); more
             requests wait for one.
         upstream_idle_timeout: seconds an idle upstream connection is kept (60).
+        tunnel_idle_timeout: an Upgrade or CONNECT tunnel with nothing relayed either way for
+            about this many seconds is closed (300; None: never).
 
     Events:
         access (AccessRecord): a request is over (answered, failed or turned into a tunnel);
@@ -180,6 +182,7 @@ class ProxyBase(EventEmitter):
     upstream_read_timeout: ClassVar[float | None] = 60
     upstream_max_conns: ClassVar[int] = 256
     upstream_idle_timeout: ClassVar[float | None] = 60
+    tunnel_idle_timeout: ClassVar[float | None] = 300
 
     #: the proto= of Forwarded
     _proto = b"http"

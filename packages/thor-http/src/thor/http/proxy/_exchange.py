@@ -532,9 +532,11 @@ class ProxyExchange:
         if down is None or up is None:
             return
         self._down_tunnel = self._up_tunnel = None
-        tunnel = Tunnel(down[0], up[0], down[1], up[1])
-        self._finish(True, None)
         proxy = self.proxy
+        tunnel = Tunnel(
+            down[0], up[0], down[1], up[1], idle_timeout=proxy.tunnel_idle_timeout, loop=proxy.loop
+        )
+        self._finish(True, None)
         if proxy.listener_count("tunnel"):
             proxy.emit("tunnel", self, tunnel)
 

@@ -8,6 +8,10 @@ a slow reader slows the fast writer down through TCP and memory stays bounded by
 buffers. When either side closes or fails, both are closed (what was queued is still sent):
 thor's TcpConnection drops what a peer sends after our ``close()``, so half-closed tunnels are
 not kept open.
+
+Idle tunnels: with an ``idle_timeout``, one timer per tunnel fires every ``idle_timeout``
+seconds and closes the tunnel when nothing was relayed since the last time (each relayed chunk
+only sets a flag), so a tunnel is closed between one and two periods after it went quiet.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 from thor.events import EventEmitter
 
 if TYPE_CHECKING:
+    from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
 
 __all__ = ["Tunnel"]
@@ -36,6 +41,7 @@ class _End:
         tunnel = self.tunnel
         if tunnel.closed:
             return
+        tunnel._fresh = True
         try:
             self.other.write(chunk)
         except (OSError, BufferError):
@@ -82,6 +88,9 @@ class Tunnel(EventEmitter):
         upstream: TcpConnection,
         down_rest: bytes = b"",
         up_rest: bytes = b"",
+        *,
+        idle_timeout: float | None = None,
+        loop: LoopBase | None = None,
     ) -> None:
         EventEmitter.__init__(self)
         self.downstream = downstream
@@ -89,6 +98,12 @@ class Tunnel(EventEmitter):
         self.bytes_up = 0
         self.bytes_down = 0
         self.closed = False
+        self.idle_timeout = idle_timeout
+        self._fresh = False
+        self._loop: LoopBase = loop if loop is not None else downstream.loop
+        self._timer: ScheduledEvent | None = None
+        if idle_timeout:
+            self._timer = self._loop.schedule(idle_timeout, self._check_idle)
         downstream.sink(_End(self, downstream, upstream))
         upstream.sink(_End(self, upstream, downstream))
         try:
@@ -105,11 +120,25 @@ class Tunnel(EventEmitter):
             downstream.pause(False)
             upstream.pause(False)
 
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        if not self._fresh:
+            self.close()
+            return
+        self._fresh = False
+        assert self.idle_timeout is not None
+        self._timer = self._loop.schedule(self.idle_timeout, self._check_idle)
+
     def close(self) -> None:
         """Close both sides (each sends what it has queued first). Idempotent."""
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.delete()
+            self._timer = None
         for conn in (self.downstream, self.upstream):
             conn.close()
         # the sinks hold the tunnel: let them go once the sockets are gone
