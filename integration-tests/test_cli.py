@@ -755,6 +755,40 @@ def test_a_worker_dying_on_start_is_restarted_with_back_off(tmp_path: Path) -> N
         assert sup.wait() == 0
 
 
+def test_sighup_reaches_every_worker(origins: tuple[Origin, Origin], tmp_path: Path) -> None:
+    a, b = origins
+    path = tmp_path / "proxy.toml"
+    path.write_text("workers = 2\n" + config_text(a.url))
+    with thor("proxy", "--config", str(path), "--worker-header") as sup:
+        found = sup.expect(r" on http://127\.0\.0\.1:(\d+) \(2 workers: (\d+), (\d+); supervisor")
+        port = int(found.group(1))
+        assert fetch(port, "/before")[2] == b"A /before\n"
+        path.write_text("workers = 2\n" + config_text(b.url))
+        sup.signal(signal.SIGHUP)
+        sup.expect("reloaded")
+        sup.expect("reloaded")  # one line per worker
+        seen = set()
+        for i in range(40):
+            _, headers, body = fetch(port, f"/after{i}")
+            assert body == f"B /after{i}\n".encode()
+            seen.add(int(headers["x-thor-worker"]))
+        assert seen <= {int(found.group(2)), int(found.group(3))}
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_grace_bounds_the_shutdown(origins: tuple[Origin, Origin]) -> None:
+    a, _ = origins
+    with thor("proxy", "--listen", "127.0.0.1:0", "--upstream", a.url, "--grace", "0.2") as proxy:
+        port = proxy.listening()
+        stuck = Background(port, "/slow")  # never answered while the proxy runs
+        assert a.slow_arrived.wait(WAIT)
+        proxy.signal(signal.SIGTERM)
+        assert proxy.wait() == 0  # the grace period ran out: stopped anyway
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            stuck.join()
+
+
 def test_workers_stop_when_the_supervisor_is_killed() -> None:
     with thor("serve", "--listen", "127.0.0.1:0", "--workers", "2") as sup:
         found = sup.expect(r"\(2 workers: (\d+), (\d+); supervisor")

@@ -237,3 +237,17 @@ def test_config_error_pickles() -> None:
     err = ConfigError(["a:1: x", "a:2: y"])
     copy = pickle.loads(pickle.dumps(err))
     assert copy.problems == err.problems
+
+
+def test_the_documented_examples_are_valid() -> None:
+    from thor.http.cli import _config
+    from thor.http.cli._proxy import EXAMPLE_CONFIG
+
+    assert _config.__doc__ is not None
+    block = _config.__doc__.split("::\n\n", 1)[1].split("\n\nWith a single", 1)[0]
+    documented = parse_config(textwrap.dedent(block), "docstring")
+    assert documented.groups["app"].health_check == "/health"
+    assert documented.routes[0].host == "api.example.com"
+    example = textwrap.dedent(EXAMPLE_CONFIG.split(":\n", 1)[1])
+    config = parse_config(example, "--help")
+    assert [(r.path, r.upstream) for r in config.routes] == [("/static", "static"), ("/", "app")]

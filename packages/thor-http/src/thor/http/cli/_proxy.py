@@ -60,6 +60,29 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "build_router", "run"]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+
+EXAMPLE_CONFIG = """\
+a --config file (every key is described in thor.http.cli._config):
+
+  listen = "127.0.0.1:8080"
+
+  [timeouts]
+  upstream_connect = 3
+
+  [upstreams.app]
+  servers = ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+  balance = "least_conn"
+
+  [upstreams.static]
+  servers = ["http://127.0.0.1:8003"]
+
+  [[routes]]
+  path = "/static"
+  upstream = "static"
+
+  [[routes]]
+  upstream = "app"
+"""
 _PARSER: list[argparse.ArgumentParser] = []
 
 
@@ -90,6 +113,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run a reverse proxy (--upstream), a forward proxy (--forward) or a --config file",
         description="Run an HTTP reverse proxy in front of --upstream servers, a forward proxy "
         "(--forward), or one described by a TOML file (--config; SIGHUP reloads it).",
+        epilog=EXAMPLE_CONFIG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
