@@ -341,3 +341,18 @@ def test_idle_tunnel_is_closed(harness: Harness) -> None:
     assert status == b"200"
     assert closed
     assert tunnels and tunnels[0].closed
+
+
+def test_upgrade_without_connection_upgrade_is_not_forwarded(harness: Harness) -> None:
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    front, _proxy = ps.make_proxy(harness, ps.origin_url(origin))
+
+    def client() -> bytes:
+        sock = ps.raw_request(
+            harness, front, b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"
+        )
+        return support.ResponseReader(sock).read().status
+
+    assert harness.client(client) == b"200"
+    assert not ps.field(seen.requests[0]["headers"], b"upgrade")

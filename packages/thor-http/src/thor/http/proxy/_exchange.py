@@ -45,7 +45,6 @@ from ..error import (
     ConnectError,
     DnsError,
     HttpError,
-    OutputError,
     ReadTimeoutError,
     UrlError,
     WriteTimeoutError,
@@ -176,10 +175,7 @@ class _UpstreamSink:
                     px.record.bytes_out += len(tail)
                     px.server_exchange.response_body(tail)
             px.server_exchange.response_done(clean_trailers(trailers) if trailers else _EMPTY)
-        except OutputError as exc:  # e.g. a transformed body broke a Content-Length
-            px._internal_error(exc)
-            return
-        except Exception as exc:
+        except Exception as exc:  # a hook raised, or a body shorter than its Content-Length
             px._internal_error(exc)
             return
         px._finish(True, None)
@@ -449,7 +445,7 @@ class ProxyExchange:
             if proxy._transform_request:
                 tail = proxy.transform_request_body(self, b"")
                 if tail:
-                    self.request_body_tail(tail)
+                    self._body_tail(tail)
             cx = self.upstream_exchange
             self._body_done = True
             if cx is not None:
@@ -459,8 +455,8 @@ class ProxyExchange:
         except Exception as exc:
             self._internal_error(exc)
 
-    def request_body_tail(self, chunk: bytes) -> None:
-        """(Internal) the transform's last bytes, sent or kept like a body chunk."""
+    def _body_tail(self, chunk: bytes) -> None:
+        """The transform's last bytes, sent or kept like a body chunk."""
         cx = self.upstream_exchange
         if cx is not None:
             cx.request_body(chunk)

@@ -219,6 +219,8 @@ def upstream_fields(
                     continue
             append(field)
         # _DROP: nothing
+    if upgrade is not None and (tokens is None or b"upgrade" not in tokens):
+        upgrade = None  # an Upgrade not named by Connection is not an upgrade (RFC 9110 §7.8)
     if tokens:
         nominated = set(tokens) - _CONNECTION_OPTIONS
         nominated.discard(b"")
