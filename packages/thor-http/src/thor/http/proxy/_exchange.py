@@ -54,7 +54,7 @@ from ._intermediary import clean_trailers, strip_response
 from ._tunnel import Tunnel
 
 if TYPE_CHECKING:
-    from thor.tcp import TcpConnection
+    from thor.tcp import TcpClient, TcpConnection
 
     from .._headers import RawHeaderListType
     from .._server_exchange import HttpServerExchange
@@ -293,7 +293,7 @@ class ProxyExchange:
         self._req_done = False
         self._body_done = False
         self._res_started = False
-        self._connecting: Any = None
+        self._connecting: TcpClient | None = None
         self._down_tunnel: tuple[TcpConnection, bytes] | None = None
         self._up_tunnel: tuple[TcpConnection, bytes] | None = None
         self._data: dict[str, Any] | None = None
@@ -625,7 +625,11 @@ class ProxyExchange:
                 conn.close()
             else:  # still waiting for a connection: HttpClientExchange has no public cancel
                 cx._fail(ConnectError("abandoned by the proxy"))
-        # a CONNECT still connecting is left to finish: ``connect`` then closes it
+        connecting = self._connecting
+        if connecting is not None:  # a CONNECT still connecting: give up the attempt
+            self._connecting = None
+            connecting.cancel()
+            connecting.sink(None)
         tunnel = self._up_tunnel
         if tunnel is not None:
             self._up_tunnel = None
