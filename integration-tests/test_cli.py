@@ -400,6 +400,8 @@ class Origin:
                 body = f"{origin.name} {self.path}\n".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
+                self.send_header("X-Seen-Host", self.headers.get("Host", ""))
+                self.send_header("X-Seen-XFF", self.headers.get("X-Forwarded-For", ""))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -501,6 +503,35 @@ def test_reverse_proxy_balances_and_logs(origins: tuple[Origin, Origin], tmp_pat
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["status"] for r in records] == [200] * 4
     assert {r["upstream"] for r in records} == {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}
+
+
+def test_proxy_settings_from_flags_and_file(origins: tuple[Origin, Origin], tmp_path: Path) -> None:
+    a, _ = origins
+    client = {"Host": "www.example.com", "X-Forwarded-For": "192.0.2.7"}
+    with thor("proxy", "--listen", "127.0.0.1:0", "--upstream", a.url) as proxy:
+        _, headers, _ = fetch(proxy.listening(), "/", headers=client)
+        assert headers["x-seen-host"] == f"127.0.0.1:{a.port}"
+        assert headers["x-seen-xff"] == "127.0.0.1"  # an untrusted client's entry is dropped
+        assert headers["via"] == "1.1 thor"
+    with thor(
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        a.url,
+        "--preserve-host",
+        "--trusted-hops",
+        "127.0.0.0/8,::1",
+    ) as proxy:
+        _, headers, _ = fetch(proxy.listening(), "/", headers=client)
+        assert headers["x-seen-host"] == "www.example.com"
+        assert headers["x-seen-xff"] == "192.0.2.7, 127.0.0.1"
+    path = tmp_path / "proxy.toml"
+    path.write_text(config_text(a.url) + '\n[proxy]\nvia = false\ntrusted_hops = ["127.0.0.1"]\n')
+    with thor("proxy", "--config", str(path)) as proxy:
+        _, headers, _ = fetch(proxy.listening(), "/", headers=client)
+        assert "via" not in headers
+        assert headers["x-seen-xff"] == "192.0.2.7, 127.0.0.1"
 
 
 def test_reverse_proxy_admin_metrics(origins: tuple[Origin, Origin]) -> None:

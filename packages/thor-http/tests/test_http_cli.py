@@ -66,6 +66,7 @@ def test_format_address() -> None:
         (["proxy", "--upstream", "http://h:1", "--balance", "random"], "'random'"),
         (["proxy", "--forward", "--connect-ports", "443,x"], "'x'"),
         (["proxy", "--upstream", "http://h:1", "--admin", "h:p"], "'h:p'"),
+        (["proxy", "--upstream", "http://h:1", "--trusted-hops", "10.0.0.0/8,bogus"], "'bogus'"),
         (["proxy"], "one of --upstream, --forward or --config"),
         (["proxy", "--forward", "--upstream", "http://h:1"], "not allowed with"),
         (["proxy", "--forward", "--balance", "least_conn"], "--balance goes with --upstream"),

@@ -251,3 +251,37 @@ def test_the_documented_examples_are_valid() -> None:
     example = textwrap.dedent(EXAMPLE_CONFIG.split(":\n", 1)[1])
     config = parse_config(example, "--help")
     assert [(r.path, r.upstream) for r in config.routes] == [("/static", "static"), ("/", "app")]
+
+
+def test_the_proxy_table() -> None:
+    config = parse_config(
+        '[proxy]\nvia = "edge"\ntrusted_hops = ["10.0.0.0/8", "::1"]\nforwarded = false\n'
+        "preserve_host = true\nproxy_protocol = true\n"
+        '[upstreams.a]\nservers = ["http://h:1"]\n'
+    )
+    assert config.proxy_settings == {
+        "via_name": "edge",
+        "trusted_hops": ("10.0.0.0/8", "::1"),
+        "forwarded": False,
+        "preserve_host": True,
+    }
+    assert config.server_settings == {"proxy_protocol": True}
+    config = parse_config('[proxy]\nvia = false\n[upstreams.a]\nservers = ["http://h:1"]\n')
+    assert config.proxy_settings == {"via_name": None}
+
+
+def test_the_proxy_table_is_checked() -> None:
+    found = problems(
+        '[proxy]\nvia = "two words"\ntrusted_hops = ["10.0.0.0/8", "nowhere"]\n'
+        'forwarded = "yes"\nmagic = 1\n[upstreams.a]\nservers = ["http://h:1"]\n'
+    )
+    assert [p.split(": ", 1)[0] for p in found] == [
+        "proxy.toml:2",
+        "proxy.toml:3",
+        "proxy.toml:4",
+        "proxy.toml:5",
+    ]
+    assert "proxy.via: expected a name (a token) or false" in found[0]
+    assert "proxy.trusted_hops[1]: expected an address or a network, not 'nowhere'" in found[1]
+    assert "proxy.forwarded: expected true or false" in found[2]
+    assert "proxy.magic: unknown key" in found[3]

@@ -117,8 +117,10 @@ def port_list(text: str) -> tuple[int, ...]:
 
 
 def say(command: str, message: str) -> None:
-    """One line on stderr, ``thor <command>: <message>``."""
-    print(f"thor {command}: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, ``thor <command>: <message>``, in one write (so that the lines of
+    workers sharing stderr do not interleave)."""
+    sys.stderr.write(f"thor {command}: {message}\n")
+    sys.stderr.flush()
 
 
 class _Lifeline(EventSource):

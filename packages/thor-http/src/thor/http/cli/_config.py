@@ -16,6 +16,14 @@ The file (every key optional except ``upstreams`` and, with several groups, ``ro
     max_pipeline_depth = 100
     max_conns_per_upstream = 256     # connections to each upstream server (the client's pool)
 
+    [proxy]                          # how the proxy speaks (restart to change)
+    via = "thor"                     # the Via pseudonym; false: no Via
+    trusted_hops = ["10.0.0.0/8"]    # whose Forwarded / X-Forwarded-For are believed
+    forwarded = true                 # add Forwarded
+    x_forwarded_for = true           # add X-Forwarded-For
+    preserve_host = false            # send the client's Host upstream
+    proxy_protocol = false           # clients are behind a load balancer speaking PROXY v1/v2
+
     [timeouts]                       # seconds
     idle = 60                        # keep-alive client connection with no request
     request = 60                     # receiving a request stalls this long
@@ -49,6 +57,7 @@ table header and key (``_Locator``), falling back to the nearest enclosing table
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from dataclasses import dataclass, field
@@ -98,7 +107,7 @@ TIMEOUTS: dict[str, str] = {
 TOP_KEYS = frozenset(
     (
         *("listen", "workers", "access_log", "access_log_format", "admin"),
-        *("limits", "timeouts", "upstreams", "routes"),
+        *("proxy", "limits", "timeouts", "upstreams", "routes"),
     )
 )
 GROUP_KEYS = frozenset(
@@ -115,6 +124,14 @@ GROUP_KEYS = frozenset(
     )
 )
 SERVER_KEYS = frozenset(("url", "weight", "max_conns"))
+#: [proxy] keys that are ReverseProxy settings (-> attribute name); proxy_protocol is the
+#: HttpServer's
+PROXY_FLAGS = {
+    "forwarded": "forwarded",
+    "x_forwarded_for": "x_forwarded_for",
+    "preserve_host": "preserve_host",
+}
+PROXY_KEYS = frozenset((*PROXY_FLAGS, "via", "trusted_hops", "proxy_protocol"))
 ROUTE_KEYS = frozenset(("host", "path", "upstream"))
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOST = re.compile(r"^[A-Za-z0-9._-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
@@ -178,6 +195,7 @@ class ProxyConfig:
         server_settings: HttpServer settings (attribute name -> value) from [limits] and
             [timeouts].
         client_settings: HttpClient settings for the upstream side.
+        proxy_settings: ReverseProxy settings (class attribute name -> value) from [proxy].
     """
 
     source: str
@@ -188,6 +206,7 @@ class ProxyConfig:
     admin: ListenAddress | None = None
     server_settings: dict[str, int | float | None] = field(default_factory=dict)
     client_settings: dict[str, int | float | None] = field(default_factory=dict)
+    proxy_settings: dict[str, object] = field(default_factory=dict)
     groups: dict[str, GroupSpec] = field(default_factory=dict)
     routes: list[RouteSpec] = field(default_factory=list)
 
@@ -422,6 +441,37 @@ def _read_route(check: _Checker, index: int, table: object, groups: set[str]) ->
     return RouteSpec(host, prefix, name)
 
 
+def _read_proxy(check: _Checker, table: dict[str, Any], config: ProxyConfig) -> None:
+    check.unknown_keys(table, PROXY_KEYS, ("proxy",))
+    for key, value in table.items():
+        path: Path = ("proxy", key)
+        if key in PROXY_FLAGS or key == "proxy_protocol":
+            if not isinstance(value, bool):
+                check.bad(path, f"expected true or false, not {value!r}")
+            elif key == "proxy_protocol":
+                config.server_settings["proxy_protocol"] = value
+            else:
+                config.proxy_settings[PROXY_FLAGS[key]] = value
+        elif key == "via":
+            if value is False:
+                config.proxy_settings["via_name"] = None
+            elif isinstance(value, str) and _HEADER_NAME.match(value):
+                config.proxy_settings["via_name"] = value
+            else:
+                check.bad(path, f"expected a name (a token) or false, not {value!r}")
+        elif key == "trusted_hops":
+            hops = value if isinstance(value, list) else None
+            if hops is None:
+                check.bad(path, f"expected a list of addresses or networks, not {value!r}")
+                continue
+            for index, entry in enumerate(hops):
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except (TypeError, ValueError):
+                    check.bad((*path, index), f"expected an address or a network, not {entry!r}")
+            config.proxy_settings["trusted_hops"] = tuple(str(entry) for entry in hops)
+
+
 def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     """Validate the configuration ``text`` (read from ``source``, named in messages).
 
@@ -490,6 +540,9 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
                         else config.server_settings
                     )
                     target[TIMEOUTS[key]] = seconds
+    proxy = check.table(doc.get("proxy", {}), ("proxy",))
+    if proxy is not None:
+        _read_proxy(check, proxy, config)
     upstreams = check.table(doc.get("upstreams", {}), ("upstreams",))
     if upstreams is not None:
         if not upstreams:

@@ -17,6 +17,7 @@ the admin listener and the ``[limits]`` apply at start only (a reload says when 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -155,6 +156,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="ADDR:PORT",
         help="serve Prometheus metrics at GET /metrics there (needs the 'metrics' extra)",
     )
+    parser.add_argument(
+        "--trusted-hops",
+        type=_trusted_hops,
+        metavar="NET[,NET...]",
+        help="addresses or networks whose Forwarded / X-Forwarded-For fields are believed",
+    )
+    parser.add_argument(
+        "--preserve-host",
+        action="store_true",
+        help="send the client's Host upstream (instead of the upstream's own)",
+    )
+    parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with a PROXY protocol v1/v2 header (behind a balancer)",
+    )
     add_common_server_options(parser, DEFAULT_LISTEN)
     _PARSER[:] = [parser]
 
@@ -215,15 +232,59 @@ def build_router(config: ProxyConfig, loop: LoopBase, client: HttpClient) -> Rou
 
 
 def _command_line_config(args: argparse.Namespace) -> ProxyConfig:
-    """The configuration ``--upstream`` and ``--balance`` describe: one group, one route."""
-    policy, hash_key = args.balance or ("round_robin", "client")
-    urls = [url for group in args.upstream for url in group]
-    config = ProxyConfig("command line")
-    config.groups["default"] = GroupSpec(
-        "default", [ServerSpec(url) for url in urls], policy=policy, hash_key=hash_key
-    )
-    config.routes.append(RouteSpec(None, "/", "default"))
+    """The configuration the command line describes (``--upstream``: one group and one route
+    to it, ``--balance``), or the ``--config`` file's; then the flags for ``[proxy]`` settings,
+    which win over the file.
+
+    Raises:
+        ConfigError: the file cannot be read or is not valid.
+    """
+    config = load_config(args.config) if args.config else ProxyConfig("command line")
+    if args.upstream:
+        policy, hash_key = args.balance or ("round_robin", "client")
+        urls = [url for group in args.upstream for url in group]
+        config.groups["default"] = GroupSpec(
+            "default", [ServerSpec(url) for url in urls], policy=policy, hash_key=hash_key
+        )
+        config.routes.append(RouteSpec(None, "/", "default"))
+    if args.trusted_hops:
+        config.proxy_settings["trusted_hops"] = args.trusted_hops
+    if args.preserve_host:
+        config.proxy_settings["preserve_host"] = True
+    if args.proxy_protocol:
+        config.server_settings["proxy_protocol"] = True
     return config
+
+
+def _trusted_hops(text: str) -> tuple[str, ...]:
+    hops = tuple(part.strip() for part in text.split(",") if part.strip())
+    for hop in hops:
+        try:
+            ipaddress.ip_network(hop, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad trusted hop {hop!r}: expected an IP address or network"
+            ) from None
+    return hops
+
+
+def _restart_only(config: ProxyConfig) -> dict[str, object]:
+    """What a reload cannot change, by name (compared to say what needs a restart)."""
+    limits = {
+        k: v
+        for k, v in config.server_settings.items()
+        if k not in TIMEOUTS.values() and k != "proxy_protocol"
+    }
+    proxy = dict(config.proxy_settings)
+    proxy["proxy_protocol"] = config.server_settings.get("proxy_protocol", False)
+    return {
+        "listen": config.listen,
+        "workers": config.workers,
+        "access_log": (config.access_log, config.access_log_format),
+        "admin": config.admin,
+        "limits": limits,
+        "proxy": proxy,
+    }
 
 
 def _open_log(target: str) -> IO[str]:
@@ -256,7 +317,7 @@ def _apply(target: object, settings: dict[str, int | float | None]) -> None:
         setattr(target, name, value)
 
 
-def _client_settings(config: ProxyConfig | None) -> dict[str, int | float | None]:
+def _client_settings(config: ProxyConfig) -> dict[str, int | float | None]:
     """The upstream-side HttpClient's settings: the proxy's defaults, then the file's."""
     from ..proxy import ProxyBase  # noqa: PLC0415
 
@@ -266,12 +327,11 @@ def _client_settings(config: ProxyConfig | None) -> dict[str, int | float | None
         "max_server_conn": ProxyBase.upstream_max_conns,
         "idle_timeout": ProxyBase.upstream_idle_timeout,
     }
-    if config is not None:
-        settings.update(config.client_settings)
+    settings.update(config.client_settings)
     return settings
 
 
-def _make_client(loop: LoopBase, config: ProxyConfig | None) -> HttpClient:
+def _make_client(loop: LoopBase, config: ProxyConfig) -> HttpClient:
     """The upstream-side HttpClient (see ``_client_settings``)."""
     from ..client import HttpClient  # noqa: PLC0415
 
@@ -283,22 +343,34 @@ def _make_client(loop: LoopBase, config: ProxyConfig | None) -> HttpClient:
 ProxyT = TypeVar("ProxyT", bound="ProxyBase")
 
 
-def _with_header(base: type[ProxyT], header: RawHeaderListType) -> type[ProxyT]:
-    """A subclass of the proxy class ``base`` adding ``header`` to every upstream response
-    (``--worker-header``)."""
+def _proxy_class(
+    base: type[ProxyT], header: RawHeaderListType, settings: dict[str, object]
+) -> type[ProxyT]:
+    """``base`` itself, or a subclass with ``settings`` as class attributes (the proxy's
+    settings are class attributes) and, when ``header`` is not empty, a ``rewrite_response``
+    adding it to every upstream response (``--worker-header``)."""
+    if not header and not settings:
+        return base
+    namespace: dict[str, object] = dict(settings)
+    if header:
 
-    def rewrite_response(
-        self: ProxyT, px: ProxyExchange, status: bytes, phrase: bytes, headers: RawHeaderListType
-    ) -> RawHeaderListType:
-        return [*base.rewrite_response(self, px, status, phrase, headers), *header]
+        def rewrite_response(
+            self: ProxyT,
+            px: ProxyExchange,
+            status: bytes,
+            phrase: bytes,
+            headers: RawHeaderListType,
+        ) -> RawHeaderListType:
+            return [*base.rewrite_response(self, px, status, phrase, headers), *header]
 
-    return type(base.__name__, (base,), {"rewrite_response": rewrite_response})
+        namespace["rewrite_response"] = rewrite_response
+    return type(base.__name__, (base,), namespace)
 
 
 class _ProxyRunner:
     """One process's proxy: the server, the client, the proxy object, logs and metrics."""
 
-    def __init__(self, args: argparse.Namespace, config: ProxyConfig | None) -> None:
+    def __init__(self, args: argparse.Namespace, config: ProxyConfig) -> None:
         self.args = args
         self.config = config
         self.loop: LoopBase = thor.loop.make()
@@ -312,7 +384,7 @@ class _ProxyRunner:
         from ..proxy import ForwardProxy, ReverseProxy  # noqa: PLC0415
 
         args, config, loop = self.args, self.config, self.loop
-        settings = dict(config.server_settings) if config is not None else {}
+        settings = dict(config.server_settings)
         # limits are read when a server is made (its parser class): a subclass carries them;
         # timeouts are read as they are used, so they go on the instance (and reload there)
         limits = {k: v for k, v in settings.items() if k not in TIMEOUTS.values()}
@@ -329,30 +401,29 @@ class _ProxyRunner:
         self.server, self.client = server, client
         header = worker_header(args.worker_header)
         proxy: Any
+        proxy_settings = dict(config.proxy_settings)
         if args.forward:
-            forward_class = _with_header(ForwardProxy, header) if header else ForwardProxy
+            proxy_settings.pop("preserve_host", None)
+            forward_class = _proxy_class(ForwardProxy, header, proxy_settings)
             proxy = forward_class(server, client=client, connect_ports=args.connect_ports)
             what = f"forward proxy (CONNECT to {', '.join(map(str, args.connect_ports))})"
         else:
-            assert config is not None
             try:
                 router = build_router(config, loop, client)
             except ValueError as exc:
                 raise CliError(str(exc)) from None
             self.balancer = SwitchableBalancer(router)
-            reverse_class = _with_header(ReverseProxy, header) if header else ReverseProxy
+            reverse_class = _proxy_class(ReverseProxy, header, proxy_settings)
             proxy = reverse_class(server, self.balancer, client=client)
             names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
             what = f"reverse proxy to {names}"
         proxy.on("error", self.proxy_error)
-        log_target = args.access_log or (config.access_log if config is not None else None)
+        log_target = args.access_log or config.access_log
         if log_target:
             self.log_stream = _open_log(log_target)
-            fmt = args.access_log_format or (
-                config.access_log_format if config is not None else "common"
-            )
+            fmt = args.access_log_format or config.access_log_format
             proxy.on("access", _access_writer(fmt, self.log_stream))
-        admin = args.admin or (config.admin if config is not None else None)
+        admin = args.admin or config.admin
         admin_note = ""
         if admin is not None:
             admin_host, admin_port = admin
@@ -426,13 +497,13 @@ class _ProxyRunner:
         path = self.args.config
         old = self.config
         try:
-            new = load_config(path)
+            new = _command_line_config(self.args)
         except ConfigError as exc:
             for problem in exc.problems:
                 say("proxy", f"reload refused: {problem}")
             return
         server, client = self.server, self.client
-        assert self.balancer is not None and old is not None
+        assert self.balancer is not None
         assert server is not None and client is not None
         try:
             router = build_router(new, self.loop, client)
@@ -444,22 +515,8 @@ class _ProxyRunner:
             if hasattr(type(server), name):
                 setattr(server, name, new.server_settings.get(name, getattr(type(server), name)))
         _apply(client, _client_settings(new))
-        restart = [
-            name
-            for name, before, after in (
-                ("listen", old.listen, new.listen),
-                ("workers", old.workers, new.workers),
-                ("access_log", old.access_log, new.access_log),
-                ("access_log_format", old.access_log_format, new.access_log_format),
-                ("admin", old.admin, new.admin),
-                (
-                    "limits",
-                    {k: v for k, v in old.server_settings.items() if not k.endswith("_timeout")},
-                    {k: v for k, v in new.server_settings.items() if not k.endswith("_timeout")},
-                ),
-            )
-            if before != after
-        ]
+        before, after = _restart_only(old), _restart_only(new)
+        restart = [name for name in before if before[name] != after[name]]
         self.config = new
         routes = len(new.routes)
         groups = len(new.groups)
@@ -477,25 +534,19 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
         _usage_error("one of --upstream, --forward or --config is required")
     if args.balance is not None and not args.upstream:
         _usage_error("--balance goes with --upstream (in a --config file: 'balance = ...')")
-    config: ProxyConfig | None = None
-    if args.config:
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            for problem in exc.problems[:-1]:
-                say("proxy", problem)
-            raise CliError(exc.problems[-1]) from None
-    elif args.upstream:
+    try:
         config = _command_line_config(args)
-    listen = args.listen or (config.listen if config is not None else None)
-    host, port = listen if listen is not None else parse_listen(DEFAULT_LISTEN)
-    workers = args.workers or (config.workers if config is not None else None) or 1
+    except ConfigError as exc:
+        for problem in exc.problems[:-1]:
+            say("proxy", problem)
+        raise CliError(exc.problems[-1]) from None
+    host, port = args.listen or config.listen or parse_listen(DEFAULT_LISTEN)
+    workers = args.workers or config.workers or 1
     worker = worker_from_env()
     if worker is None and workers > 1:
         if args.forward:
             what = "forward proxy"
         else:
-            assert config is not None
             names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
             what = f"reverse proxy to {names}"
         return Supervisor(
