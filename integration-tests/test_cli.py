@@ -534,6 +534,20 @@ def test_proxy_settings_from_flags_and_file(origins: tuple[Origin, Origin], tmp_
         assert headers["x-seen-xff"] == "192.0.2.7, 127.0.0.1"
 
 
+def test_proxy_protocol_on_the_listener(origins: tuple[Origin, Origin]) -> None:
+    a, _ = origins
+    with thor("proxy", "--listen", "127.0.0.1:0", "--upstream", a.url, "--proxy-protocol") as proxy:
+        port = proxy.listening()
+        answer = raw_request(
+            port,
+            b"PROXY TCP4 192.0.2.9 127.0.0.1 40000 80\r\n"
+            b"GET /pp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"\r\nX-Seen-XFF: 192.0.2.9\r\n" in answer  # the address the header named
+        assert answer.endswith(b"A /pp\n")
+
+
 def test_reverse_proxy_admin_metrics(origins: tuple[Origin, Origin]) -> None:
     a, _ = origins
     with thor(
