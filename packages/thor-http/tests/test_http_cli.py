@@ -376,3 +376,28 @@ def test_progress_bar_without_tqdm_says_how_to_get_it(monkeypatch: pytest.Monkey
     assert stream.getvalue() == (
         "thor get: no progress bar: install tqdm (pip install 'thor-http[cli]')\n"
     )
+
+
+def test_admin_port_in_use_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1"]
+        assert main([*argv, "--admin", f"127.0.0.1:{port}"]) == 1
+        err = capsys.readouterr().err
+        assert (
+            err
+            == f"thor proxy: cannot listen on 127.0.0.1:{port} (--admin): Address already in use\n"
+        )
+
+
+def test_access_log_that_cannot_be_opened_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1"]
+    assert main([*argv, "--access-log", str(tmp_path / "no" / "such" / "dir.log")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the access log" in err and "No such file or directory" in err

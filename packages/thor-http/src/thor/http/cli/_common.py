@@ -35,6 +35,7 @@ __all__ = [
     "CliError",
     "ListenAddress",
     "WorkerPipes",
+    "close_server",
     "format_address",
     "parse_listen",
     "parse_listen_arg",
@@ -171,6 +172,13 @@ class WorkerPipes:
             except OSError:
                 pass
             os.close(fd)
+
+
+def close_server(server: HttpServer) -> None:
+    """Stop listening and close every connection left (after the grace period ran out)."""
+    server.shutdown()
+    for conn in list(server.connections):
+        conn.close()
 
 
 def run_until_shutdown(

@@ -28,6 +28,7 @@ import thor.loop
 from ._common import (
     CliError,
     ListenAddress,
+    close_server,
     format_address,
     parse_listen,
     port_list,
@@ -381,6 +382,27 @@ class _ProxyRunner:
         self.client: HttpClient | None = None
 
     def run(self, host: bytes, port: int, worker: Any) -> int:
+        """Serve until shut down; returns the exit status.
+
+        Raises:
+            CliError: the proxy cannot start (an address in use, an access log that cannot
+                be opened...); what was made is closed first.
+        """
+        try:
+            return self._run(host, port, worker)
+        finally:
+            if self.balancer is not None:
+                self.balancer.close()
+            for server in (self.admin_server, self.server):
+                if server is not None:
+                    close_server(server)
+            if self.client is not None:
+                self.client.close()
+            if self.log_stream is not None:
+                self.log_stream.close()
+            self.loop.close()
+
+    def _run(self, host: bytes, port: int, worker: Any) -> int:
         from ..proxy import ForwardProxy, ReverseProxy  # noqa: PLC0415
 
         args, config, loop = self.args, self.config, self.loop
@@ -439,24 +461,16 @@ class _ProxyRunner:
             announce = f"{what} on http://{where} (pid {os.getpid()}){admin_note}"
         elif admin_note:
             say("proxy", f"worker {os.getpid()}{admin_note}")
-        try:
-            return run_until_shutdown(
-                loop,
-                [server],
-                command="proxy",
-                grace=args.grace,
-                announce=announce,
-                worker=worker.pipes if worker is not None else None,
-                on_reload=self.reload if args.config else None,
-                on_shutdown=self.shutting_down,
-            )
-        finally:
-            if self.balancer is not None:
-                self.balancer.close()
-            client.close()
-            if self.log_stream is not None:
-                self.log_stream.close()
-            loop.close()
+        return run_until_shutdown(
+            loop,
+            [server],
+            command="proxy",
+            grace=args.grace,
+            announce=announce,
+            worker=worker.pipes if worker is not None else None,
+            on_reload=self.reload if args.config else None,
+            on_shutdown=self.shutting_down,
+        )
 
     def serve_admin(self, proxy: Any, host: bytes, port: int) -> HttpServer:
         try:

@@ -11,6 +11,7 @@ import thor.loop
 
 from ._common import (
     CliError,
+    close_server,
     format_address,
     parse_listen_arg,
     positive_int,
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             inherit=args.inherit_socket,
         ).run()
     loop = thor.loop.make()
+    server = None
     try:
         server = make_server(
             host,
@@ -163,4 +165,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             worker=worker.pipes if worker is not None else None,
         )
     finally:
+        if server is not None:
+            close_server(server)
         loop.close()
