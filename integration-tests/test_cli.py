@@ -834,6 +834,19 @@ def test_grace_bounds_the_shutdown(origins: tuple[Origin, Origin]) -> None:
             stuck.join()
 
 
+def test_workers_failing_to_start_fail_the_supervisor() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        args = ["--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--workers", "2"]
+        # worker i's admin listener is PORT+i: worker 0 finds it taken
+        with thor("proxy", *args, "--admin", f"127.0.0.1:{taken}") as sup:
+            assert sup.wait() == 1
+            sup.expect(rf"cannot listen on 127\.0\.0\.1:{taken} \(--admin\)")
+            sup.expect(r"worker \d+ exited \(status 1\) while starting")
+
+
 def test_workers_stop_when_the_supervisor_is_killed() -> None:
     with thor("serve", "--listen", "127.0.0.1:0", "--workers", "2") as sup:
         found = sup.expect(r"\(2 workers: (\d+), (\d+); supervisor")
