@@ -478,7 +478,7 @@ class _ProxyRunner:
 
             metrics = ProxyMetrics()
         except ImportError as exc:
-            raise CliError(f"--admin needs prometheus-client: {exc}") from None
+            raise CliError(f"--admin: {exc}") from None  # (the message names the extra)
         metrics.attach(proxy)
         balancer = self.balancer
         if balancer is not None:
