@@ -6,6 +6,7 @@ answers later while the request body waits."""
 from __future__ import annotations
 
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 import http_server_support as support
@@ -178,10 +179,25 @@ def test_set_upstream_switches_new_requests(harness: Harness) -> None:
         sock = ps.raw_request(harness, front, b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
         reader = support.ResponseReader(sock)
         out.append(reader.read().status)
-        harness.loop.run_in_loop(proxy.set_upstream, ps.origin_url(origins[1]))
+        switched = threading.Event()
+
+        def switch() -> None:
+            proxy.set_upstream(ps.origin_url(origins[1]))
+            switched.set()
+
+        # (the loop may see the next request before a run_in_loop call: wait for the switch)
+        harness.loop.run_in_loop(switch)
+        assert switched.wait(5)
         sock.sendall(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
         out.append(reader.read().status)
-        harness.loop.run_in_loop(proxy.close)
+        closed = threading.Event()
+
+        def close() -> None:
+            proxy.close()
+            closed.set()
+
+        harness.loop.run_in_loop(close)
+        assert closed.wait(5)
         sock.sendall(b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n")
         out.append(reader.rest(0.5))  # nobody answers it any more
         return out

@@ -299,6 +299,15 @@ class EventEmitter:
         """How many listeners ``event`` has."""
         return len(self.__events.get(event, ()))
 
+    def has_handler(self, event: str) -> bool:
+        """Whether emitting ``event`` now would reach someone: a listener, or a sink with a
+        method of that name. (An emitter can then skip building what it would emit, or log
+        instead of emitting an ``'error'`` nobody handles.)"""
+        if self.__events.get(event):
+            return True
+        sink = self.__sink
+        return sink is not None and getattr(sink, event, None) is not None
+
     def events(self) -> list[str]:
         """Names of the events that have, or once had, listeners."""
         return list(self.__events)

@@ -60,6 +60,7 @@ class HttpServer(EventEmitter):
 
     Attributes:
         tcp_server: the TcpServer (a TlsServer with ``tls_context``).
+        tls: True when the server speaks HTTPS (made with ``tls_context``).
         loop: the loop.
         port: the port it listens on.
         connections: the open HttpServerConnections.
@@ -169,6 +170,7 @@ class HttpServer(EventEmitter):
             },
         )
         self.tcp_server: TcpServer
+        self.tls = tls_context is not None
         if tls_context is not None:
             from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
 

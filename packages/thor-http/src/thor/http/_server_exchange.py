@@ -86,7 +86,8 @@ class HttpServerExchange(EventEmitter):
             before the response was finished (``ConnectError``, ``ReadTimeoutError``,
             ``WriteTimeoutError``), or the request body was malformed (the server answered it
             with an error status). At most once; nothing follows it. Emitted only when the
-            exchange has an ``'error'`` listener (else logged at DEBUG on ``thor.http``).
+            exchange has an ``'error'`` listener or a sink with an ``error`` method (else
+            logged at DEBUG on ``thor.http``).
         pause (bool): True when the client does not keep up with the response (stop calling
             ``response_body``), False when it can take more. Many times, alternating.
         upgrade (tcp_conn, data: bytes): after a 101 response (or a 2xx to CONNECT) is done:
@@ -372,7 +373,7 @@ class HttpServerExchange(EventEmitter):
         if self._dead:
             return
         self._dead = True
-        if self.listener_count("error"):
+        if self.has_handler("error"):
             try:
                 self.emit("error", error)
             except Exception as exc:

@@ -73,6 +73,8 @@ class HttpClientConnection(EventEmitter):
         res_version: the HTTP version of the last response head received (b"1.1"), also set
             for 1xx responses.
         state: "connecting", "active", "idle" or "closed".
+        connected_at: the loop time (``loop.time()``) the connection was established (TLS
+            handshake included); None while connecting.
 
     Events:
         close (): the connection is closed (by either side, or after an error); once.
@@ -86,6 +88,7 @@ class HttpClientConnection(EventEmitter):
         self.tcp_conn: TcpConnection | None = None
         self.res_version: bytes | None = None
         self.state = CONNECTING
+        self.connected_at: float | None = None
         self.exchange: HttpClientExchange | None = None
         self.reused = False  # it served a response before the current one
         self.parser = HttpParser(self, requests=False)
@@ -164,7 +167,7 @@ class HttpClientConnection(EventEmitter):
             tcp_conn.abort()
             return
         self.tcp_conn = tcp_conn
-        self._last_io = monotonic()
+        self.connected_at = self._last_io = monotonic()
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_pause)

@@ -38,6 +38,7 @@ ignored.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from thor.events import EventEmitter
@@ -76,6 +77,8 @@ _BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
 #: a first body chunk up to this size is joined to the head (one send)
 _JOIN_LIMIT = 64 * 1024
 _LINE_BREAKERS = (b"\r", b"\n", b"\x00")
+#: a byte that cannot be in a Host value (RFC 9110 §7.2: uri-host [ ":" port ])
+_HOST_VALUE_BAD = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]").search
 #: prepared requests by (method, uri, headers, strict request line, Connection: close)
 _Prepared = tuple["OriginType", bytes, bytes, bytes, "int | None", bool]
 _HEADS: dict[tuple[object, ...], _Prepared] = {}
@@ -101,6 +104,8 @@ class HttpClientExchange(EventEmitter):
         input_transfer_length: bytes of the response body as received (framing included).
         conn: the HttpClientConnection in use (``tcp_conn``, ``close()``, ``res_version``),
             None while waiting for one and once the exchange is over.
+        ready_at: the loop time (``loop.time()``) when a connection was ready for this
+            exchange (the last one, after a retry); None before.
 
     Settings (class attribute):
         strict_request_line: True (the default) refuses a method that is not a token and a
@@ -161,6 +166,7 @@ class HttpClientExchange(EventEmitter):
     res_version: bytes | None = None
     conn: HttpClientConnection | None = None
     input_header_length = 0
+    ready_at: float | None = None
 
     def __init__(self, client: HttpClient) -> None:
         EventEmitter.__init__(self)
@@ -184,7 +190,14 @@ class HttpClientExchange(EventEmitter):
 
     # -- the application's calls ----------------------------------------------------------------
 
-    def request_start(self, method: bytes, uri: bytes, headers: RawHeaderListType) -> None:
+    def request_start(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: RawHeaderListType,
+        *,
+        host: bytes | None = None,
+    ) -> None:
         """Start the request. A bad URL (``UrlError``), method, target or header
         (``OutputSyntaxError``) is reported by emitting ``'error'`` before this returns.
 
@@ -193,6 +206,8 @@ class HttpClientExchange(EventEmitter):
             uri: the absolute http(s) URL.
             headers: ``(name, value)`` bytes pairs; Host and hop-by-hop fields are replaced
                 by the client's own (except Upgrade, see the ``'upgrade'`` event).
+            host: the Host field to send instead of the URL's authority (a proxy keeping
+                the Host its client asked for); the connection still goes to the URL's.
 
         Raises:
             OutputStateError: the request was already started.
@@ -212,13 +227,14 @@ class HttpClientExchange(EventEmitter):
                 tuple(headers) if headers else (),
                 self.strict_request_line,
                 not client.idle_timeout,
+                host,
             )
             prepared = _HEADS.get(key)
         except TypeError:  # unhashable headers (lists...): no caching
             key = prepared = None
         if prepared is None:
             try:
-                prepared, cacheable = self._prepare(method, uri, headers)
+                prepared, cacheable = self._prepare(method, uri, headers, host)
             except HttpError as err:
                 self._fail(err)
                 return
@@ -335,7 +351,7 @@ class HttpClientExchange(EventEmitter):
     # -- building and sending the request -------------------------------------------------------
 
     def _prepare(
-        self, method: bytes, uri: bytes, headers: RawHeaderListType
+        self, method: bytes, uri: bytes, headers: RawHeaderListType, host: bytes | None = None
     ) -> tuple[_Prepared, bool]:
         """Parse the URL and serialise the head (without its framing field, added once the body
         is known): ``(origin, authority, target, head, content_length, expect_100)``, and
@@ -346,7 +362,11 @@ class HttpClientExchange(EventEmitter):
             UrlError: a bad URL.
             OutputSyntaxError: a bad method, target or field.
         """
-        scheme, host, port, authority, target = parse_uri(uri)
+        scheme, hostname, port, authority, target = parse_uri(uri)
+        if host is not None:
+            if type(host) is not bytes or not host or _HOST_VALUE_BAD(host) is not None:
+                raise OutputSyntaxError(f"invalid Host {host!r}")
+            authority = host
         length = None
         upgrade = None
         expect = False
@@ -385,7 +405,7 @@ class HttpClientExchange(EventEmitter):
                 raise OutputSyntaxError(f"invalid request target {target!r}")
             head = request_head(b"GET", b"/", fields)
             head = method + b" " + target + b" HTTP/1.1" + head[head.index(b"\r\n") :]
-        return ((scheme, host, port), authority, target, head, length, expect), cacheable
+        return ((scheme, hostname, port), authority, target, head, length, expect), cacheable
 
     def _count(self, chunk: bytes) -> bool:
         """Account for body bytes; False (and 'error') when they exceed Content-Length."""
@@ -427,6 +447,22 @@ class HttpClientExchange(EventEmitter):
             self._told_paused = True
             self.emit("pause", True)
 
+    def cancel(self) -> None:
+        """Abandon the exchange: nothing more is sent, and nothing more is emitted. A request
+        waiting for a connection leaves the queue; one using a connection closes it (unless its
+        response was complete, which leaves nothing to cancel). Idempotent."""
+        if self._finished:
+            return
+        conn = self.conn
+        self._end()
+        if self._waiting:
+            self._waiting = False
+            self.client._unwait(self)
+        if conn is not None and conn.exchange is self:
+            conn.exchange = None
+            conn._close(None)
+        self.remove_listeners()
+
     def _request_complete(self) -> bool:
         return self._req == _DONE and not self._finished
 
@@ -436,6 +472,7 @@ class HttpClientExchange(EventEmitter):
         """``conn`` is ready for this exchange: write what is pending."""
         self._waiting = False
         self.conn = conn
+        self.ready_at = conn._last_io
         self._written = False
         if self._input_paused:
             conn._pause_input(True)

@@ -203,9 +203,7 @@ class ProxyBase(EventEmitter):
         self._via_11 = b"1.1 " + via.encode("ascii") if via else b""
         self._via_10 = b"1.0 " + via.encode("ascii") if via else b""
         self._via_response = via is not None
-        if getattr(server.tcp_server, "tls_context", None) is not None or type(
-            server.tcp_server
-        ).__name__.startswith("Tls"):
+        if server.tls:
             self._proto = b"https"
         cls = type(self)
         self._answer_locally = cls.answer_locally is not ProxyBase.answer_locally
@@ -259,7 +257,6 @@ class ProxyBase(EventEmitter):
     def _on_exchange(self, ex: HttpServerExchange) -> None:
         px = ProxyExchange(self, ex)
         ex.sink(px)
-        ex.on("error", px._downstream_error)
         if not self._resolve(px):
             return
         method = px.method

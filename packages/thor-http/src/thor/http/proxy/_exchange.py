@@ -131,10 +131,17 @@ class _UpstreamSink:
             return
         proxy = px.proxy
         record = px.record
-        record.first_byte_time = proxy.loop.time() - px._t0
+        t0 = px._t0
+        record.first_byte_time = proxy.loop.time() - t0
+        cx = px.upstream_exchange
+        conn = cx.conn if cx is not None else None
+        if conn is not None and cx is not None and cx.ready_at is not None:
+            # as nginx's $upstream_connect_time: 0 on a connection made before the request
+            connected = conn.connected_at
+            fresh = connected is not None and connected >= t0
+            record.connect_time = max(cx.ready_at - t0, 0.0) if fresh else 0.0
         try:
             record.status = int(status)
-            cx = px.upstream_exchange
             if proxy._via_response:
                 version = cx.res_version if cx is not None else None
                 via = proxy._via_11 if version != b"1.0" else proxy._via_10
@@ -190,18 +197,6 @@ class _UpstreamSink:
     def upgrade(self, tcp_conn: TcpConnection, rest: bytes) -> None:
         """(A listener: the client exchange emits ``'upgrade'`` only to listeners.)"""
         self.px._upstream_upgraded(tcp_conn, rest)
-
-
-class _Discard:
-    """The sink of an abandoned client exchange: its last events go nowhere."""
-
-    __slots__ = ()
-
-    def error(self, err: HttpError) -> None:
-        pass
-
-
-_DISCARD = _Discard()
 
 
 def _upgrade(headers: RawHeaderListType) -> RawHeaderListType:
@@ -379,8 +374,9 @@ class ProxyExchange:
         if self._held and not self._waiting:
             self._hold_body(False)
 
-    def _start_request(self, cx: HttpClientExchange, url: bytes) -> None:
-        """Start the upstream request on ``cx`` (its sink set) and send what is pending."""
+    def _start_request(self, cx: HttpClientExchange, url: bytes, host: bytes | None = None) -> None:
+        """Start the upstream request on ``cx`` (its sink set) and send what is pending;
+        ``host``: the Host to send instead of the URL's authority."""
         self.upstream_exchange = cx
         sink = _UpstreamSink(self)
         cx.sink(sink)
@@ -389,9 +385,7 @@ class ProxyExchange:
             cx.on("upgrade", sink.upgrade)
             self.server_exchange.on("upgrade", self._downstream_upgraded)
             fields = [*fields, (b"Upgrade", self._upgrade)]
-        cx.request_start(self.method, url, fields)
-        if cx.conn is not None:  # a pooled connection: ready at once
-            self.record.connect_time = 0.0
+        cx.request_start(self.method, url, fields, host=host)
         if self._done or self.upstream_exchange is None:  # failed at once (a bad URL...)
             return
         pending = self._pending
@@ -480,6 +474,8 @@ class ProxyExchange:
         self.record.error = f"client: {err.desc}"
         self._abandon_upstream()
         self._finish(True, self.record.error)
+
+    error = _downstream_error  # (as the server exchange's sink)
 
     # -- the CONNECT TcpClient's sink -----------------------------------------------------------
 
@@ -616,15 +612,8 @@ class ProxyExchange:
         self.upstream_exchange = None
         if cx is not None:
             cx.remove_listeners()
-            cx.sink(_DISCARD)  # the 'error' that cancelling causes goes nowhere
-            cancel = getattr(cx, "cancel", None)
-            conn = cx.conn
-            if cancel is not None:
-                cancel()
-            elif conn is not None:
-                conn.close()
-            else:  # still waiting for a connection: HttpClientExchange has no public cancel
-                cx._fail(ConnectError("abandoned by the proxy"))
+            cx.sink(None)
+            cx.cancel()  # (emits nothing)
         connecting = self._connecting
         if connecting is not None:  # a CONNECT still connecting: give up the attempt
             self._connecting = None

@@ -12,35 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..client import HttpClientExchange
 from ..error import UrlError
 from ..uri import parse_uri
 from ._base import ProxyBase, _prefix, as_selector
 from ._intermediary import options_response
 
 if TYPE_CHECKING:
-    from .._headers import RawHeaderListType
     from .._server import HttpServer
-    from ..client import HttpClient, OriginType
+    from ..client import HttpClient
     from ._exchange import ProxyExchange
 
 __all__ = ["ReverseProxy"]
-
-
-class _HostKeepingExchange(HttpClientExchange):
-    """A client exchange that sends ``keep_host`` as the Host instead of the URL's authority
-    (``ReverseProxy.preserve_host``). Its heads are never cached by the client."""
-
-    keep_host = b""
-
-    def _prepare(
-        self, method: bytes, uri: bytes, headers: RawHeaderListType
-    ) -> tuple[tuple[OriginType, bytes, bytes, bytes, int | None, bool], bool]:
-        prepared, _cacheable = super()._prepare(method, uri, headers)
-        origin, authority, target, head, length, expect = prepared
-        host = self.keep_host
-        head = head.replace(b"\r\nHost: " + authority + b"\r\n", b"\r\nHost: " + host + b"\r\n", 1)
-        return (origin, host, target, head, length, expect), False
 
 
 class ReverseProxy(ProxyBase):
@@ -117,9 +99,4 @@ class ReverseProxy(ProxyBase):
         if not self.preserve_host or not px.host:
             ProxyBase._send_upstream(self, px, upstream)
             return
-        cx = _HostKeepingExchange(self.client)
-        cx.keep_host = px.host
-        # a Host field (which the client drops) keeps the client's cache of prepared heads,
-        # keyed by the fields, from serving this request a head with another Host
-        px.req_hdrs = [*px.req_hdrs, (b"Host", px.host)]
-        px._start_request(cx, _prefix(upstream) + px.target)
+        px._start_request(self.client.exchange(), _prefix(upstream) + px.target, px.host)

@@ -1,0 +1,148 @@
+"""HttpClientExchange.cancel(), the ``host=`` argument of request_start, and the connection
+timestamps (``exchange.ready_at``, ``conn.connected_at``)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+import http_client_support as support
+
+if TYPE_CHECKING:
+    from http_client_support import EchoServer, Harness, ScriptedServer
+
+harness = support.harness
+scripted = support.scripted
+echo_server = support.echo_server
+read_request = support.read_request
+response = support.response
+keep_alive_script = support.keep_alive_script
+
+
+def test_cancel_while_waiting_for_a_connection_frees_the_queue_and_emits_nothing(
+    harness: Harness, echo_server: EchoServer
+) -> None:
+    client = harness.client(max_server_conn=1)
+    first = harness.fetch(client, echo_server.url("/first"), done=False)
+    waiting = client.exchange()
+    events: list[str] = []
+    for name in ("response_start", "response_done", "error"):
+        waiting.on(name, lambda *args, name=name: events.append(name))
+    waiting.request_start(b"GET", echo_server.url("/second").encode(), [])
+    waiting.request_done([])
+    assert waiting.conn is None  # queued behind the first
+    waiting.cancel()
+    waiting.cancel()  # idempotent
+    third = harness.fetch(client, echo_server.url("/third"))
+    first.exchange.request_done([])
+    harness.run()
+    assert events == []
+    assert first.status == third.status == b"200"
+    assert support.echoed(third)["path"] == "/third"
+    assert echo_server.accepts == 1  # the cancelled request never needed a connection
+
+
+def test_cancel_with_a_connection_closes_it_and_the_next_request_uses_a_new_one(
+    harness: Harness, scripted: object
+) -> None:
+    got_request = threading.Event()
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        rest = bytearray()
+        if index == 0:
+            read_request(sock, rest)
+            got_request.set()
+            sock.recv(1)  # until the client closes
+            return
+        while True:
+            try:
+                _, _, rest = read_request(sock, rest)
+            except ConnectionError:
+                return
+            sock.sendall(response(200, b"fresh"))
+
+    server = scripted(script)  # type: ignore[operator]
+    client = harness.client()
+    ex = client.exchange()
+    events: list[str] = []
+    ex.on("error", lambda err: events.append("error"))
+    ex.on("response_start", lambda *a: events.append("response_start"))
+    ex.request_start(b"GET", server.url().encode(), [])
+    ex.request_done([])
+
+    def cancel_when_sent() -> None:
+        if not got_request.is_set():
+            harness.loop.schedule(0.01, cancel_when_sent)
+            return
+        conn = ex.conn
+        assert conn is not None
+        ex.cancel()
+        assert conn.state == "closed" and ex.conn is None
+        harness.fetch(client, server.url())  # a new connection: the cancelled one is gone
+
+    harness.loop.schedule(0.01, cancel_when_sent)
+    recorders: list[object] = []
+    harness.on_finished = recorders.append
+    harness.run(until_done=False, timeout=10)
+    assert events == []
+    assert len(recorders) == 1
+    assert recorders[0].body == b"fresh"  # type: ignore[attr-defined]
+    assert server.accepts == 2
+
+
+def test_cancel_after_the_response_is_a_no_op(harness: Harness, echo_server: EchoServer) -> None:
+    client = harness.client()
+    rec = harness.fetch(client, echo_server.url())
+    again: list[support.Recorder] = []
+
+    def late_cancel_then_fetch() -> None:
+        rec.exchange.cancel()
+        again.append(harness.fetch(client, echo_server.url()))
+
+    harness.then(late_cancel_then_fetch)
+    harness.run()
+    assert again[0].status == b"200"
+    assert echo_server.accepts == 1  # the pooled connection survived the late cancel
+
+
+def test_host_argument_replaces_the_urls_authority_in_the_host_field(
+    harness: Harness, echo_server: EchoServer
+) -> None:
+    client = harness.client()
+    recs = []
+    for host in (b"example.com", b"other.example:8443", None):
+        ex = client.exchange()
+        recs.append(harness.track(ex))
+        ex.request_start(b"GET", echo_server.url("/h").encode(), [(b"Host", b"ignored")], host=host)
+        ex.request_done([])
+    harness.run()
+    hosts = [dict((k.lower(), v) for k, v in support.echoed(r)["headers"])["host"] for r in recs]
+    assert hosts == ["example.com", "other.example:8443", f"127.0.0.1:{echo_server.port}"]
+    assert recs[0].exchange.authority == b"example.com"
+
+
+def test_host_argument_is_validated(harness: Harness, echo_server: EchoServer) -> None:
+    client = harness.client()
+    for bad in (b"", b"a b", b"x\r\nEvil: 1", b"a/b"):
+        ex = client.exchange()
+        errors: list[object] = []
+        ex.on("error", errors.append)
+        ex.request_start(b"GET", echo_server.url().encode(), [], host=bad)
+        assert len(errors) == 1, bad
+        assert "Host" in str(errors[0]), errors
+
+
+def test_ready_at_and_connected_at(harness: Harness, echo_server: EchoServer) -> None:
+    client = harness.client()
+    before = harness.loop.time()
+    first = harness.fetch(client, echo_server.url())
+    assert first.exchange.ready_at is None
+    second: list[support.Recorder] = []
+    harness.then(lambda: second.append(harness.fetch(client, echo_server.url())))
+    conns: list[object] = []
+    harness.on_finished = lambda rec: conns.append(rec.exchange.ready_at)
+    harness.run()
+    after = harness.loop.time()
+    ready_first, ready_second = conns
+    assert before <= ready_first <= ready_second <= after  # type: ignore[operator]
