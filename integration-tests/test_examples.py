@@ -68,7 +68,7 @@ def test_ticker_demo_stops_gracefully_on_sigint() -> None:
 
 
 def test_hello_and_fetch_demo() -> None:
-    """The README quick start's main job: serve hello-world and fetch it with thor's client."""
+    """Serve hello-world and fetch it with thor's client, on one loop."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "hello_and_fetch.py")],
         capture_output=True,
@@ -78,3 +78,23 @@ def test_hello_and_fetch_demo() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("body: Hello, world!") == 3
     assert result.stdout.count("200 OK") == 3
+
+
+def test_proxy_demo() -> None:
+    """The README quick start's main job: a reverse proxy in front of a local origin."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "proxy_demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("(Via: 1.1 thor)") == 3
+    assert "client: body b'Hello from the origin: /hello?lang=en\\n'" in out
+    assert "client: 404 Not Found" in out
+    # the proxy's access log: one extended common-log line per request, naming the upstream
+    log = [line for line in out.splitlines() if line.startswith("127.0.0.1 - - [")]
+    assert len(log) == 3
+    assert all(" upstream=127.0.0.1:" in line for line in log)
+    assert '"GET /missing HTTP/1.1" 404 13 ' in log[2]
