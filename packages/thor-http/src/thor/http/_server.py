@@ -156,6 +156,8 @@ class HttpServer(EventEmitter):
         self._stopped = False
         self._now = self.loop.time()
         self._sweep_event: ScheduledEvent | None = None
+        self._to_flush: list[HttpServerConnection] = []
+        self._flush_event: ScheduledEvent | None = None
         self._parser_class: type[HttpParser] = type(
             "ServerHttpParser",
             (HttpParser,),
@@ -236,6 +238,20 @@ class HttpServer(EventEmitter):
             if conn.tcp_conn is None:  # answered and closed, or handed over, already
                 return
         conn._start()
+
+    def _flush_soon(self, conn: HttpServerConnection) -> None:
+        """Flush ``conn``'s output on the next loop turn, with the others queued meanwhile."""
+        self._to_flush.append(conn)
+        if self._flush_event is None:
+            self._flush_event = self.loop.schedule(0, self._flush_connections)
+
+    def _flush_connections(self) -> None:
+        self._flush_event = None
+        conns, self._to_flush = self._to_flush, []
+        for conn in conns:
+            conn._flush_queued = False
+            if conn._out:
+                conn._flush()
 
     def _sweep(self) -> None:
         """Every ``sweep_interval`` while there are connections: the clock, the Date, the

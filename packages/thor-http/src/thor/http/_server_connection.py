@@ -148,7 +148,7 @@ class HttpServerConnection(EventEmitter):
         self._out: list[bytes] = []
         self._out_size = 0
         self._in_batch = False
-        self._flush_event: ScheduledEvent | None = None
+        self._flush_queued = False  # in the server's list of connections to flush
         self._resume_event: ScheduledEvent | None = None
         self._hold = 0
         self._tcp_paused = True  # TcpConnections start paused
@@ -450,18 +450,17 @@ class HttpServerConnection(EventEmitter):
         """The exchange at the front of the queue added to ``_out`` outside a read batch, or
         past ``_FLUSH_SIZE`` bytes: large output goes now (so that the TCP flow control sees
         it), small output on the next loop turn (so that what is written together leaves
-        together)."""
+        together), in the server's one flush pass for all its connections (a proxy writes most
+        responses outside the client's read batch: a scheduled call per connection and response
+        would cost more than the write)."""
         if self._out_size > _FLUSH_SIZE:
             self._flush()
-        elif not self._in_batch and self._flush_event is None:
-            self._flush_event = self.server.loop.schedule(0, self._flush)
+        elif not self._in_batch and not self._flush_queued:
+            self._flush_queued = True
+            self.server._flush_soon(self)
 
     def _flush(self) -> None:
         """Write what the batch produced, in one write."""
-        event = self._flush_event
-        if event is not None:
-            self._flush_event = None
-            event.delete()
         out = self._out
         if not out:
             return
@@ -574,10 +573,9 @@ class HttpServerConnection(EventEmitter):
         self.tcp_conn = None
         self._tcp = None
         self._hold |= self.HOLD_CLOSE
-        for event in (self._flush_event, self._resume_event):
-            if event is not None:
-                event.delete()
-        self._flush_event = self._resume_event = None
+        if self._resume_event is not None:
+            self._resume_event.delete()
+            self._resume_event = None
         self._out.clear()
         queue = self._queue
         self._reading = None
