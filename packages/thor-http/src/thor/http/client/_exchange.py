@@ -451,17 +451,9 @@ class HttpClientExchange(EventEmitter):
         """Abandon the exchange: nothing more is sent, and nothing more is emitted. A request
         waiting for a connection leaves the queue; one using a connection closes it (unless its
         response was complete, which leaves nothing to cancel). Idempotent."""
-        if self._finished:
-            return
-        conn = self.conn
-        self._end()
-        if self._waiting:
-            self._waiting = False
-            self.client._unwait(self)
-        if conn is not None and conn.exchange is self:
-            conn.exchange = None
-            conn._close(None)
-        self.remove_listeners()
+        if not self._finished:
+            self._stop()
+            self.remove_listeners()
 
     def _request_complete(self) -> bool:
         return self._req == _DONE and not self._finished
@@ -567,6 +559,12 @@ class HttpClientExchange(EventEmitter):
         """End the exchange with ``'error'`` (once); close its connection."""
         if self._finished:
             return
+        self._stop()
+        self.emit("error", err)
+        self.remove_listeners()
+
+    def _stop(self) -> None:
+        """End the exchange: leave the pool's queue, close the connection it was using."""
         conn = self.conn
         self._end()
         if self._waiting:
@@ -575,8 +573,6 @@ class HttpClientExchange(EventEmitter):
         if conn is not None and conn.exchange is self:
             conn.exchange = None
             conn._close(None)
-        self.emit("error", err)
-        self.remove_listeners()
 
     def _response_done(self, trailers: RawHeaderListType) -> None:
         self._end()
