@@ -17,6 +17,8 @@ from thor.http.cli._common import format_address, parse_listen
 from thor.http.cli._get import progress_bar
 from thor.http.cli._reload import SwitchableBalancer
 from thor.http.cli._static import UNSATISFIABLE, StaticFiles, _Sender, byte_range
+from thor.http.proxy._balance import UpstreamGroup
+from thor.http.proxy._routing import Route, Router
 
 # -- listen addresses ---------------------------------------------------------------------------
 
@@ -268,6 +270,8 @@ class FakeUpstream:
 
 
 class FakeBalancer:
+    """A group of a Router that is not an UpstreamGroup (the router tracks what it lent)."""
+
     def __init__(self, name: str) -> None:
         self.upstream = FakeUpstream(name)
         self.released: list[tuple[str, bool]] = []
@@ -283,33 +287,94 @@ class FakeBalancer:
         self.closed = True
 
 
+class FakeProxy:
+    """What SwitchableBalancer needs of a ReverseProxy; acquire/release as the proxy does
+    (each request is released to the selector it was acquired from)."""
+
+    def __init__(self) -> None:
+        self.selector: Any = None
+
+    def set_upstream(self, upstream: Any) -> None:
+        self.selector = upstream
+
+    def acquire(self) -> tuple[Any, Any]:
+        got: list[Any] = []
+        selector = self.selector
+        selector.acquire(Request(), lambda up, reason: got.append(up))
+        return selector, got[0]
+
+
+class Request:
+    target = b"/"
+    client_address = ("127.0.0.1", 1)
+    req_hdrs: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def router_of(group: Any) -> Router:
+    return Router([Route(None, b"/", group)])
+
+
 def test_switch_keeps_requests_in_flight_on_their_balancer() -> None:
-    old, new = FakeBalancer("old"), FakeBalancer("new")
-    switch = SwitchableBalancer(old)  # type: ignore[arg-type]
-    got: list[Any] = []
-    switch.acquire(object(), lambda up, reason: got.append(up))
-    switch.switch(new)  # type: ignore[arg-type]
-    assert not old.closed  # still lent out
-    switch.acquire(object(), lambda up, reason: got.append(up))
-    assert [up.name for up in got] == ["old", "new"]
-    switch.release(got[0], False)
-    assert old.released == [("old", False)]
-    assert old.closed  # retired and idle: closed
-    switch.release(got[1], True)
-    assert new.released == [("new", True)]
+    old_group, new_group = FakeBalancer("old"), FakeBalancer("new")
+    old, new = router_of(old_group), router_of(new_group)
+    proxy = FakeProxy()
+    switch = SwitchableBalancer(proxy, old)  # type: ignore[arg-type]
+    assert proxy.selector is old
+    first = proxy.acquire()
+    switch.switch(new)
+    assert proxy.selector is new
+    assert not old.closed and not old_group.closed  # still lent out
+    assert switch.balancers() == [new, old]
+    second = proxy.acquire()
+    assert [first[1].name, second[1].name] == ["old", "new"]
+    first[0].release(first[1], False)
+    assert old_group.released == [("old", False)]
+    assert old.closed and old_group.closed  # retired and idle: closed
+    assert switch.balancers() == [new]
+    second[0].release(second[1], True)
+    assert new_group.released == [("new", True)]
     assert not new.closed
     with pytest.raises(RuntimeError):
-        switch.release(got[1], True)
+        second[0].release(second[1], True)
 
 
 def test_switch_closes_an_idle_balancer_at_once() -> None:
-    old, new = FakeBalancer("old"), FakeBalancer("new")
-    switch = SwitchableBalancer(old)  # type: ignore[arg-type]
-    switch.switch(new)  # type: ignore[arg-type]
-    assert old.closed
+    old_group, new_group = FakeBalancer("old"), FakeBalancer("new")
+    old, new = router_of(old_group), router_of(new_group)
+    switch = SwitchableBalancer(FakeProxy(), old)  # type: ignore[arg-type]
+    switch.switch(new)
+    assert old.closed and old_group.closed
     assert switch.balancers() == [new]
     switch.close()
+    assert new.closed and new_group.closed
+
+
+def test_switch_retires_a_router_of_upstream_groups_once_its_upstreams_are_back() -> None:
+    loop = thor.loop.make()
+    old_group = UpstreamGroup(["http://127.0.0.1:1"], loop=loop)
+    new_group = UpstreamGroup(["http://127.0.0.1:2"], loop=loop)
+    old, new = router_of(old_group), router_of(new_group)
+    proxy = FakeProxy()
+    switch = SwitchableBalancer(proxy, old)  # type: ignore[arg-type]
+    first = proxy.acquire()
+    second = proxy.acquire()
+    switch.switch(new)
+    third = proxy.acquire()
+    assert [got[1].name for got in (first, second, third)] == [
+        "127.0.0.1:1",
+        "127.0.0.1:1",
+        "127.0.0.1:2",
+    ]
+    first[0].release(first[1], True)
+    assert not old.closed  # one still in flight
+    second[0].release(second[1], True)
+    assert old.closed
+    assert switch.balancers() == [new]
+    third[0].release(third[1], True)
+    assert not new.closed
+    switch.close()
     assert new.closed
+    loop.close()
 
 
 # -- byte ranges ---------------------------------------------------------------------------------

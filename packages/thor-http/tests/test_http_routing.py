@@ -238,3 +238,30 @@ def test_release_reaches_unshared_groups_and_nested_routers() -> None:
         with pytest.raises(RuntimeError, match="without a matching acquire"):
             router.release(upstream)
     router.close()
+
+
+def test_a_single_catch_all_route_takes_every_target_a_full_match_would() -> None:
+    only = Router([Route(path_prefix=b"/", group=group(1))])
+    assert routed(only, req(b"/any/path?q")) == "1"
+    assert routed(only, req(b"http://other.example/x")) == "1"
+    assert routed(only, req(b"*")) == "no route"  # not a path: the full match says so
+
+
+def test_close_when_idle_waits_for_the_last_release() -> None:
+    first, second = group(1), group(2)
+    router = Router([Route(path_prefix=b"/", group=first), Route(b"h", b"/", second)])
+    lent: list[Upstream | None] = []
+    router.acquire(req(b"/a"), lambda up, reason: lent.append(up))
+    router.acquire(req(b"/b", b"h"), lambda up, reason: lent.append(up))
+    assert not router.idle
+    router.close_when_idle()
+    assert not router.closed
+    a, b = lent
+    assert a is not None and b is not None
+    router.release(a)
+    assert not router.closed  # one left in flight
+    router.release(b, ok=False)
+    assert router.closed and router.idle
+    idle = Router([Route(path_prefix=b"/", group=group(3))])
+    idle.close_when_idle()
+    assert idle.closed

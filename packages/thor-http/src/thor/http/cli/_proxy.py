@@ -434,9 +434,13 @@ class _ProxyRunner:
                 router = build_router(config, loop, client)
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-            self.balancer = SwitchableBalancer(router)
             reverse_class = _proxy_class(ReverseProxy, header, proxy_settings)
-            proxy = reverse_class(server, self.balancer, client=client)
+            try:
+                proxy = reverse_class(server, router, client=client)
+            except BaseException:
+                router.close()
+                raise
+            self.balancer = SwitchableBalancer(proxy, router)
             names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
             what = f"reverse proxy to {names}"
         proxy.on("error", self.proxy_error)

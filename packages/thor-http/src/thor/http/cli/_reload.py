@@ -1,103 +1,67 @@
-"""A balancer whose routing can be replaced while requests are in flight (SIGHUP reload).
+"""The routing of ``thor proxy``, replaceable while requests are in flight (SIGHUP reload).
 
-``SwitchableBalancer`` has the acquire/release contract of ``UpstreamGroup`` and ``Router``
-and passes each request to the *current* balancer. ``switch(new)`` makes ``new`` current:
-requests acquired before keep their upstream and are released to the balancer that lent it
-(each lent upstream is remembered with its lender), and a retired balancer is closed (its
-health checks and timers stopped) once nothing it lent is in flight any more.
+``SwitchableBalancer`` holds the proxy's current Router. ``switch(new)`` makes ``new`` the
+proxy's selector (``ReverseProxy.set_upstream``): requests acquired before keep their upstream
+and are released to the router that lent it (the proxy remembers, per request, the selector it
+acquired from), and a retired router closes itself (its health checks and timers stopped) once
+nothing it lent is in flight any more (``Router.close_when_idle``).
+
+Requests do not go through this object: the proxy calls the current router directly, so a
+request costs no wrapper, closure or bookkeeping here (a wrapper that made a closure per
+request to remember the lender was a measurable part of the command's cost per request).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..proxy._balance import Ready, Upstream
-    from ..proxy._routing import Balancer
+    from ..proxy import ReverseProxy
+    from ..proxy._routing import Router
 
 __all__ = ["SwitchableBalancer"]
 
 
 class SwitchableBalancer:
-    """Delegates to a replaceable balancer (see the module docstring).
+    """A proxy's replaceable Router (see the module docstring).
 
     Args:
-        current: the balancer to start with (a Router or an UpstreamGroup).
+        proxy: the ReverseProxy whose selector it sets (now, and at each ``switch``).
+        current: the Router to start with.
 
     Attributes:
-        current: the balancer new requests go to.
-        retired: balancers replaced while they had upstreams lent out.
+        proxy: the proxy.
+        current: the router new requests go to.
+        retired: routers replaced while they had upstreams lent out, not closed yet.
     """
 
-    def __init__(self, current: Balancer) -> None:
-        self.current: Balancer = current
-        self.retired: list[Balancer] = []
-        self._lent: dict[Upstream, list[Balancer]] = {}
-        self._out: dict[int, int] = {}  # id(balancer) -> upstreams lent and not released
+    def __init__(self, proxy: ReverseProxy, current: Router) -> None:
+        self.proxy = proxy
+        self.current: Router = current
+        self._retired: list[Router] = []
+        proxy.set_upstream(current)
 
-    def acquire(self, px: Any, ready: Ready) -> None:
-        """Ask the current balancer for an upstream for ``px`` (``ready`` as it calls it)."""
-        balancer = self.current
+    @property
+    def retired(self) -> list[Router]:
+        """The replaced routers that still have requests in flight (a copy)."""
+        self._retired = [router for router in self._retired if not router.closed]
+        return list(self._retired)
 
-        def lent(upstream: Upstream | None, reason: str | None) -> object:
-            if upstream is not None:
-                self._lent.setdefault(upstream, []).append(balancer)
-                self._out[id(balancer)] = self._out.get(id(balancer), 0) + 1
-            return ready(upstream, reason)
-
-        balancer.acquire(px, lent)
-
-    def release(self, upstream: Upstream, ok: bool = True) -> None:
-        """Give ``upstream`` back to the balancer that lent it.
-
-        Raises:
-            RuntimeError: ``upstream`` was not lent (or was released already).
-        """
-        lenders = self._lent.get(upstream)
-        if not lenders:
-            raise RuntimeError(f"release({upstream.name}) without a matching acquire")
-        balancer = lenders.pop(0)
-        if not lenders:
-            del self._lent[upstream]
-        left = self._out[id(balancer)] = self._out[id(balancer)] - 1
-        try:
-            balancer.release(upstream, ok)
-        finally:
-            if left == 0:
-                del self._out[id(balancer)]
-                if any(old is balancer for old in self.retired):
-                    self.retired = [old for old in self.retired if old is not balancer]
-                    _close(balancer)
-
-    def cancel(self, px: Any) -> bool:
-        """Forget a queued request (its client went away), in whichever balancer queued it."""
-        for balancer in (self.current, *self.retired):
-            cancel = getattr(balancer, "cancel", None)
-            if cancel is not None and cancel(px):
-                return True
-        return False
-
-    def switch(self, new: Balancer) -> None:
-        """Send new requests to ``new``; the old balancer finishes what it lent, then closes."""
+    def switch(self, new: Router) -> None:
+        """Send new requests to ``new``; the old router finishes what it lent, then closes."""
         old, self.current = self.current, new
         if old is new:
             return
-        if self._out.get(id(old)):
-            self.retired.append(old)
-        else:
-            _close(old)
+        self.proxy.set_upstream(new)
+        old.close_when_idle()
+        if not old.closed:
+            self._retired.append(old)
 
-    def balancers(self) -> list[Balancer]:
-        """The current balancer and the retired ones still in use."""
+    def balancers(self) -> list[Router]:
+        """The current router and the retired ones still in use."""
         return [self.current, *self.retired]
 
     def close(self) -> None:
-        """Close every balancer (at shutdown)."""
-        for balancer in self.balancers():
-            _close(balancer)
-
-
-def _close(balancer: object) -> None:
-    close = getattr(balancer, "close", None)
-    if close is not None:
-        close()
+        """Close every router (at shutdown)."""
+        for router in self.balancers():
+            router.close()

@@ -131,6 +131,7 @@ class Upstream:
             IPv6 address without brackets).
         name: ``"host:port"`` (``"[::1]:8080"`` for IPv6), for logs and access records.
         authority: the authority as written in the URL (bytes), e.g. for a Host header.
+        prefix: ``url`` as bytes: what the proxy puts before an origin-form target.
         active: requests in flight through it (acquired and not yet released).
         failures: consecutive failed requests (reset by a success).
         ejections: how many times it was ejected for failing.
@@ -147,6 +148,7 @@ class Upstream:
         "max_conns",
         "name",
         "origin",
+        "prefix",
         "url",
         "weight",
     )
@@ -176,6 +178,7 @@ class Upstream:
         self.origin: tuple[str, str, int] = (scheme, host, port)
         self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.url = f"{scheme}://{self.name}"
+        self.prefix = self.url.encode("ascii")
         self.authority = authority
         self.active = 0
         self.failures = 0
@@ -354,6 +357,12 @@ class UpstreamGroup(EventEmitter):
         """Requests waiting for a slot."""
         return len(self._queue)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests in flight through its upstreams (acquired and not released; counted over
+        every group an upstream is in)."""
+        return sum(upstream.active for upstream in self._upstreams)
+
     def statistics(self) -> GroupStatistics:
         """A snapshot of the queue depth and every upstream's state (for metrics, admin pages)."""
         return GroupStatistics(
@@ -489,7 +498,8 @@ class UpstreamGroup(EventEmitter):
             raise RuntimeError(f"release({upstream.name}) without a matching acquire")
         upstream.active -= 1
         if ok:
-            upstream.failures = 0
+            if upstream.failures:
+                upstream.failures = 0
         else:
             upstream.failures += 1
             if (
@@ -499,10 +509,13 @@ class UpstreamGroup(EventEmitter):
                 and upstream in self._upstreams
             ):
                 self._eject(upstream)
-        self._service()
-        for group in upstream._groups:  # an upstream shared with other groups: theirs too
-            if group is not self:
-                group._service()
+        if self._queue:
+            self._service()
+        groups = upstream._groups
+        if len(groups) > 1:  # an upstream shared with other groups: theirs too
+            for group in groups:
+                if group is not self and group._queue:
+                    group._service()
 
     def _any_healthy(self) -> bool:
         return any(upstream.healthy for upstream in self._upstreams)
@@ -520,7 +533,12 @@ class UpstreamGroup(EventEmitter):
         best: Upstream | None = None
         best_score = 0
         for upstream in self._upstreams:
-            if not upstream.healthy or upstream.full:
+            # (healthy and not full, inlined: this runs for every request)
+            if (
+                upstream._ejected
+                or not upstream._check_ok
+                or (upstream.max_conns is not None and upstream.active >= upstream.max_conns)
+            ):
                 continue
             score = scores[upstream] + upstream.weight
             scores[upstream] = score

@@ -22,6 +22,11 @@ The router has the groups' ``acquire``/``release`` contract. An upstream in exac
 UpstreamGroup is released to that group directly (it knows its groups), so the common case costs
 no bookkeeping; for groups that share upstreams with other groups, and for other balancers
 (a nested Router...), the router remembers which one lent each upstream in flight.
+
+A router replaced on a reload (``ReverseProxy.set_upstream``) is retired with
+``close_when_idle()``: the requests in flight are released to it as usual, and the release that
+leaves it idle closes it (its groups' health checks and timers stop); nothing is counted per
+request for this.
 """
 
 from __future__ import annotations
@@ -183,6 +188,13 @@ class Router:
         )
         self._need_host = any(route.host is not None for route in self.routes)
         self._direct = {id(r.group) for r in self.routes if isinstance(r.group, UpstreamGroup)}
+        # the one route, when it takes every origin-form target (the usual single-group
+        # set-up): nothing to match
+        only = self._ranked[0]
+        catch_all = len(self._ranked) == 1 and only.host is None and only.path_prefix == b"/"
+        self._catch_all: Route | None = only if catch_all else None
+        self._retiring = False
+        self.closed = False
 
     def match(self, px: RouteRequest) -> Route | None:
         """The route for the request ``px``, or None when none matches."""
@@ -200,10 +212,12 @@ class Router:
     def acquire(self, px: RouteRequest, ready: Ready) -> None:
         """As ``UpstreamGroup.acquire``, through the matching route's group; ``ready(None,
         "no route")`` at once when no route matches."""
-        route = self.match(px)
-        if route is None:
-            ready(None, NO_ROUTE)
-            return
+        route = self._catch_all
+        if route is None or px.target[:1] != b"/":
+            route = self.match(px)
+            if route is None:
+                ready(None, NO_ROUTE)
+                return
         group = route.group
         assert group is not None
         if isinstance(group, UpstreamGroup) and not group._shared:
@@ -223,18 +237,49 @@ class Router:
         Raises:
             RuntimeError: this router did not lend ``upstream`` (or it was released already).
         """
-        groups = self._lent.get(upstream)
+        groups = self._lent.get(upstream) if self._lent else None
         if groups:
             group = groups.pop(0)
             if not groups:
                 del self._lent[upstream]
-            group.release(upstream, ok)
+            try:
+                group.release(upstream, ok)
+            finally:
+                if self._retiring:
+                    self._close_if_idle()
             return
-        for owner in upstream._groups:
+        for owner in getattr(upstream, "_groups", ()):  # (not an Upstream: not ours either)
             if id(owner) in self._direct:
-                owner.release(upstream, ok)
+                try:
+                    owner.release(upstream, ok)
+                finally:
+                    if self._retiring:
+                        self._close_if_idle()
                 return
         raise RuntimeError(f"release({upstream.name}) without a matching acquire")
+
+    @property
+    def idle(self) -> bool:
+        """True when no upstream it lent is in flight: nothing lent through another balancer,
+        and no request in flight or queued in its UpstreamGroups (counted over every group an
+        upstream is in, so a group shared with another router keeps this one busy too)."""
+        if self._lent:
+            return False
+        for group in self.groups():
+            if isinstance(group, UpstreamGroup) and (group.queued or group.in_flight):
+                return False
+        return True
+
+    def close_when_idle(self) -> None:
+        """``close()`` now when ``idle``, else as soon as the release that makes it idle
+        (a router replaced by a reload: the requests in flight keep their upstreams, then its
+        health checks and timers stop)."""
+        self._retiring = True
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self.idle:
+            self.close()
 
     def groups(self) -> list[Balancer]:
         """The distinct groups of the routes, in route order."""
@@ -264,7 +309,10 @@ class Router:
         return False
 
     def close(self) -> None:
-        """``close()`` every distinct group that has one (UpstreamGroups do)."""
+        """``close()`` every distinct group that has one (UpstreamGroups do); ``closed`` is
+        then True."""
+        self._retiring = False
+        self.closed = True
         for group in self.groups():
             close = getattr(group, "close", None)
             if close is not None:
