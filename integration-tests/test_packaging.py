@@ -95,8 +95,19 @@ def test_layering_is_respected() -> None:
 
 @pytest.mark.skipif(not SHARED_LAYER_CHECK.exists(), reason="../shared is not beside the repo")
 def test_shared_layer_check_passes() -> None:
+    # the shared tool reads pyproject files with tomllib (3.11+); on 3.10, tomli stands in
+    runner = (
+        "import runpy, sys\n"
+        "if sys.version_info < (3, 11):\n"
+        "    import tomli\n"
+        "    sys.modules['tomllib'] = tomli\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
     result = subprocess.run(
-        [sys.executable, str(SHARED_LAYER_CHECK), str(ROOT)], capture_output=True, text=True
+        [sys.executable, "-c", runner, str(SHARED_LAYER_CHECK), str(ROOT)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
