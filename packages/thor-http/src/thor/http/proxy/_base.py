@@ -51,6 +51,10 @@ __all__ = ["ProxyBase", "StaticUpstream", "as_selector"]
 logger = logging.getLogger("thor.http.proxy")
 
 _TRACE_OPTIONS = (b"TRACE", b"OPTIONS")
+#: entries of a proxy's cache of upstream_fields results (cleared when full)
+_FIELDS_MAX = 512
+#: requests that skip that cache after it filled up with fewer hits than entries
+_FIELDS_PAUSE = 8192
 
 
 class StaticUpstream:
@@ -215,6 +219,14 @@ class ProxyBase(EventEmitter):
         )
         self._choose = cls.choose_upstream is not ProxyBase.choose_upstream
         self._url_upstreams: dict[str | bytes, StaticUpstream] = {}
+        #: (request fields, client, version, TRACE/OPTIONS, forwarded, x_forwarded_for) ->
+        #: what upstream_fields made of them: a proxy sees the same heads from the same clients
+        #: over and over, and a lookup costs less than the pass over the fields (0.7 us less
+        #: for a one-field head, 2 us for a browser's). When the heads do not repeat (a request
+        #: id in each), the cache is mostly misses: it is then left alone for a while.
+        self._fields: dict[tuple[Any, ...], tuple[RawHeaderListType, Any, Any, Any]] = {}
+        self._fields_hits = 0
+        self._fields_skip = 0
         server.on("exchange", self._on_exchange)
 
     # -- hooks (override in a subclass) ---------------------------------------------------------
@@ -262,18 +274,43 @@ class ProxyBase(EventEmitter):
         method = px.method
         tm = method in _TRACE_OPTIONS
         peer = px.client_address[0]
-        fields, host, upgrade, remaining = upstream_fields(
-            ex.req_hdrs,
-            client_host=peer,
-            trusted=bool(self._trusted) and peer in self._trusted,
-            proto=self._proto,
-            via=(self._via_11 if px.version != b"1.0" else self._via_10) or None,
-            forwarded=self.forwarded,
-            x_forwarded_for=self.x_forwarded_for,
-            keep_length=not self._transform_request,
-            max_forwards_methods=tm,
-        )
-        px.req_hdrs = fields
+        version = px.version
+        forwarded, xff = self.forwarded, self.x_forwarded_for
+        # the same fields from the same client give the same result (see _fields)
+        key: tuple[Any, ...] | None = None
+        found = None
+        if self._fields_skip:
+            self._fields_skip -= 1
+        else:
+            try:
+                key = (tuple(ex.req_hdrs), peer, version, tm, forwarded, xff)
+                found = self._fields.get(key)
+            except TypeError:  # (fields that are not tuples of bytes: not cached)
+                key = None
+        if found is not None:
+            self._fields_hits += 1
+        else:
+            found = upstream_fields(
+                ex.req_hdrs,
+                client_host=peer,
+                trusted=bool(self._trusted) and peer in self._trusted,
+                proto=self._proto,
+                via=(self._via_11 if version != b"1.0" else self._via_10) or None,
+                forwarded=forwarded,
+                x_forwarded_for=xff,
+                keep_length=not self._transform_request,
+                max_forwards_methods=tm,
+            )
+            if key is not None:
+                cache = self._fields
+                if len(cache) >= _FIELDS_MAX:
+                    if self._fields_hits < _FIELDS_MAX:  # mostly misses: heads do not repeat
+                        self._fields_skip = _FIELDS_PAUSE
+                    self._fields_hits = 0
+                    cache.clear()
+                cache[key] = found
+        fields, host, upgrade, remaining = found
+        px.req_hdrs = fields[:]  # (a copy: hooks and selectors may change it)
         if px.host is None:
             px.host = host
         px._upgrade = upgrade
