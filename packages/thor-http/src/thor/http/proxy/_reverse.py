@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..error import UrlError
 from ..uri import parse_uri
-from ._base import ProxyBase, _prefix, as_selector
+from ._balance import Upstream
+from ._base import ProxyBase, StaticUpstream, _prefix, as_selector
 from ._intermediary import options_response
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from ._exchange import ProxyExchange
 
 __all__ = ["ReverseProxy"]
+
+#: upstream classes whose ``prefix`` is the bytes to put before a target
+_PREFIXED = (StaticUpstream, Upstream)
 
 
 class ReverseProxy(ProxyBase):
@@ -96,7 +100,6 @@ class ReverseProxy(ProxyBase):
         selector.acquire(px, px._ready)
 
     def _send_upstream(self, px: ProxyExchange, upstream: Any) -> None:
-        if not self.preserve_host or not px.host:
-            ProxyBase._send_upstream(self, px, upstream)
-            return
-        px._start_request(self.client.exchange(), _prefix(upstream) + px.target, px.host)
+        prefix = upstream.prefix if type(upstream) in _PREFIXED else _prefix(upstream)
+        host = px.host if self.preserve_host else None
+        px._start_request(self.client.exchange(), prefix + px.target, host or None)
