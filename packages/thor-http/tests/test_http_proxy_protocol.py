@@ -67,7 +67,7 @@ VALID: list[tuple[bytes, ProxyHeader, str]] = [
     ),
     (
         b"PROXY TCP6 2001:DB8:0::1 ::ffff:192.0.2.1 0 65535\r\n",
-        ProxyHeader(1, "PROXY", "INET6", ("2001:db8::1", 0), ("::ffff:c000:201", 65535), 51),
+        ProxyHeader(1, "PROXY", "INET6", ("2001:db8::1", 0), ("::ffff:192.0.2.1", 65535), 51),
         "v1 TCP6: addresses normalised; ports at both ends of their range",
     ),
     (

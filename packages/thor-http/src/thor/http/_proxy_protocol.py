@@ -282,7 +282,11 @@ def _v1_address(text: bytes, six: bool) -> str:
         if six:
             if b"%" in text:  # a zone index names an interface of the sender's host
                 raise ValueError(text)
-            return ipaddress.IPv6Address(text.decode("ascii")).compressed
+            # written as the socket module writes peer addresses (inet_ntop: IPv4-mapped ones
+            # dotted), the same on every Python version
+            return socket.inet_ntop(
+                socket.AF_INET6, ipaddress.IPv6Address(text.decode("ascii")).packed
+            )
         return str(ipaddress.IPv4Address(text.decode("ascii")))
     except ValueError:
         family = "IPv6" if six else "IPv4"
