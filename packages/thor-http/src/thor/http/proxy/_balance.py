@@ -452,7 +452,9 @@ class UpstreamGroup(EventEmitter):
         ``"queue full"``, ``"queue timeout"``, or ``"closed"`` (``close()`` while waiting).
         Each ``ready(upstream, None)`` must be matched by one ``release(upstream, ok)``.
         """
-        upstream = self._pick(px)
+        # (_pick, inlined for the usual policy)
+        rr = self.policy == "round_robin"
+        upstream = self._pick_round_robin() if rr else self._pick(px)
         if upstream is not None:
             upstream.active += 1
             ready(upstream, None)
@@ -528,11 +530,21 @@ class UpstreamGroup(EventEmitter):
         return self._pick_hash(self._key(px))
 
     def _pick_round_robin(self) -> Upstream | None:
+        upstreams = self._upstreams
+        if len(upstreams) == 1:  # nothing to rotate (its score would stay 0)
+            upstream = upstreams[0]
+            if (
+                upstream._ejected
+                or not upstream._check_ok
+                or (upstream.max_conns is not None and upstream.active >= upstream.max_conns)
+            ):
+                return None
+            return upstream
         scores = self._rr_score
         total = 0
         best: Upstream | None = None
         best_score = 0
-        for upstream in self._upstreams:
+        for upstream in upstreams:
             # (healthy and not full, inlined: this runs for every request)
             if (
                 upstream._ejected
