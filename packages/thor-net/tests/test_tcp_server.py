@@ -585,3 +585,46 @@ def test_accept_backs_off_when_out_of_file_descriptors(tmp_path: Path) -> None:
     later = [e[1] for e in after if e[0] == "connect"]
     assert later == list(range(measured["accepted"] + 1, want + 1))
     assert after.index(("connect", later[0])) > resumed
+
+
+# -- what an accepted socket is ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", tf.HOSTS)
+def test_accepted_sockets_are_non_blocking_close_on_exec_and_of_the_listeners_kind(
+    net: Net, host: bytes
+) -> None:
+    server = net.server(host)
+    seen: list[TcpConnection] = []
+
+    def accepted(conn: TcpConnection) -> None:
+        seen.append(conn)
+        net.done()
+
+    server.on("connect", accepted)
+    net.raw_connect(host, server.port)
+    net.run()
+    sock = seen[0].socket
+    assert not os.get_blocking(sock.fileno())  # the fd itself, not only Python's timeout
+    assert not os.get_inheritable(sock.fileno())
+    assert sock.family == tf.family_of(host)
+    assert sock.type == socket.SOCK_STREAM
+    assert sock.getpeername()[1] == seen[0].address[1]
+
+
+@needs_unix
+def test_accepted_unix_sockets_are_non_blocking_too(net: Net, unix_path: str) -> None:
+    server = net.server(b"", 0, sock=server_listen_unix(unix_path))
+    seen: list[TcpConnection] = []
+
+    def accepted(conn: TcpConnection) -> None:
+        seen.append(conn)
+        net.done()
+
+    server.on("connect", accepted)
+    client = net.sock(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    client.connect(unix_path)
+    net.run()
+    sock = seen[0].socket
+    assert not os.get_blocking(sock.fileno())
+    assert sock.family == socket.AF_UNIX

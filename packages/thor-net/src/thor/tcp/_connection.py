@@ -89,11 +89,10 @@ class TcpConnection(EventSource):
     def __init__(self, sock: socket.socket, address: Any, loop: LoopBase | None = None) -> None:
         EventSource.__init__(self, loop)
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        try:  # (TCP only: a Unix socket refuses it; sock.family would cost an enum conversion)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self.socket = sock
         self.address = address
         self.error: OSError | None = None
