@@ -91,6 +91,9 @@ def test_hop_by_hop_fields_are_removed_both_ways(harness: Harness) -> None:
     assert ps.field(sent, b"x-kept") == [b"yes"]
     assert ps.field(sent, b"upgrade-insecure-requests") == [b"1"]  # not a hop-by-hop field
     assert ps.field(sent, b"connection") in ([], [b"keep-alive"])
+    # a field named by Connection is dropped, and ours are still added
+    assert ps.field(sent, b"via") == [b"1.1 thor"]
+    assert ps.field(sent, b"x-forwarded-for") == [b"127.0.0.1"]
     assert response.status == b"200"
     assert not response.header(b"x-origin-private")
     assert not response.header(b"keep-alive")

@@ -225,7 +225,7 @@ def upstream_fields(
         nominated = set(tokens) - _CONNECTION_OPTIONS
         nominated.discard(b"")
         if nominated:
-            out = [field for field in out if field[0].lower() not in nominated]
+            out[:] = [field for field in out if field[0].lower() not in nominated]  # (append)
             if upgrade is not None and b"upgrade" in nominated:
                 upgrade = None
     if via is not None:
