@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import http_server_support as support
 import proxy_support as ps
+import pytest
 
 from thor.http.proxy import AccessRecord, ProxyExchange, StaticUpstream
+from thor.http.proxy import _base as proxy_base
 
 if TYPE_CHECKING:
     from proxy_support import Harness, RawHeaders
@@ -205,3 +207,34 @@ def test_set_upstream_switches_new_requests(harness: Harness) -> None:
     assert harness.client(client) == [b"200", b"200", b""]
     assert [r["uri"] for r in seens[0].requests] == [b"/1"]
     assert [r["uri"] for r in seens[1].requests] == [b"/2"]
+
+
+def test_heads_that_never_repeat_are_forwarded_right_past_the_fields_cache(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a small cache, so that a few requests fill it with misses and then bypass it
+    monkeypatch.setattr(proxy_base, "_FIELDS_MAX", 3)
+    monkeypatch.setattr(proxy_base, "_FIELDS_PAUSE", 4)
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    front, _proxy = ps.make_proxy(harness, ps.origin_url(origin))
+    ids = [b"%d" % i for i in range(12)] + [b"same"] * 4
+
+    def client() -> list[support.Response]:
+        heads = b"".join(
+            b"GET /r HTTP/1.1\r\nHost: h\r\nX-Request-Id: " + rid + b"\r\nConnection: x-a\r\n"
+            b"X-A: hop\r\n\r\n"
+            for rid in ids
+        )
+        reader = support.ResponseReader(ps.raw_request(harness, front, heads))
+        return [reader.read() for _ in ids]
+
+    responses = harness.client(client)
+    assert [r.status for r in responses] == [b"200"] * len(ids)
+    assert len(seen.requests) == len(ids)
+    for rid, request in zip(ids, seen.requests, strict=True):
+        headers = request["headers"]
+        assert ps.field(headers, b"x-request-id") == [rid]
+        assert ps.field(headers, b"x-a") == []  # named by Connection: not forwarded
+        assert ps.field(headers, b"x-forwarded-for") == [b"127.0.0.1"], (rid, headers)
+        assert ps.field(headers, b"via") == [b"1.1 thor"]
