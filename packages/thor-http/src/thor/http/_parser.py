@@ -107,6 +107,31 @@ _HOST_CACHE: dict[bytes, bool] = {}
 _CACHE_LIMIT = 256
 
 
+class _HeadCache:
+    """Heads already parsed, by their bytes and the settings that decide the outcome.
+
+    Clients and servers see the same heads again and again (a load balancer's health check, an
+    API client's requests, an origin's responses within one second of ``Date``), and parsing a
+    head is most of a small message's cost. A hit gives a new ``Head`` with the cached result
+    (its own field list; the bytes are shared, being immutable); an error is never cached, so a
+    head that is refused is parsed and refused every time. When most heads are new (distinct
+    URLs, cookies), lookups would only cost: a window of ``_HEADS_LIMIT`` misses with fewer hits
+    than that turns the cache off for the next ``_HEADS_PAUSE`` heads.
+    """
+
+    __slots__ = ("entries", "hits", "skip")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[bytes, bool, int, int], tuple[dict[str, object], RawHeaders]] = {}
+        self.hits = 0
+        self.skip = 0
+
+
+_HEADS = _HeadCache()
+_HEADS_LIMIT = 256
+_HEADS_PAUSE = 4096
+
+
 class ParserOwner(Protocol):
     """What a parser reports to (the server or client connection)."""
 
@@ -393,6 +418,22 @@ class HttpParser:
             self._section_errors(data, pos, scan, after, self.requests)
         # the head (_lines and _fields inlined: this runs for every message)
         block = data[pos:head_end]
+        heads = _HEADS
+        key: tuple[bytes, bool, int, int] | None = None
+        if heads.skip:
+            heads.skip -= 1
+        elif not lenient and not self.lenient_obs_fold:
+            key = (block, self.requests, self.max_fields, self.max_request_line)
+            cached = heads.entries.get(key)
+            if cached is not None:
+                heads.hits += 1
+                attributes, template = cached
+                head = Head(template[:])
+                head.__dict__.update(attributes)
+                self.header_length = size
+                self.transfer_length = 0
+                self._start_message(head)
+                return after
         if lenient:
             lines = self._lines(block)
         else:
@@ -440,6 +481,15 @@ class HttpParser:
         head.header_length = size
         self.header_length = size
         self.transfer_length = 0
+        if key is not None:
+            entries = heads.entries
+            if len(entries) >= _HEADS_LIMIT:  # a window of misses is over
+                if heads.hits < len(entries):
+                    heads.skip = _HEADS_PAUSE
+                entries.clear()
+                heads.hits = 0
+            attributes = {name: value for name, value in head.__dict__.items() if name != "headers"}
+            entries[key] = (attributes, fields[:])
         self._start_message(head)
         return after
 
