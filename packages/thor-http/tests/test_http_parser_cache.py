@@ -119,3 +119,16 @@ def test_a_window_with_enough_hits_keeps_the_cache_on() -> None:
         for _ in range(2):
             parser.feed(b"GET /popular HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert _parser._HEADS.skip == 0
+
+
+def test_large_heads_are_not_cached() -> None:
+    filler = b"X-Filler: " + b"a" * _parser._HEADS_MAX_SIZE + b"\r\n"
+    big = b"GET / HTTP/1.1\r\nHost: example.com\r\n" + filler + b"\r\n"
+    owner = Owner()
+    parser = HttpParser(owner, True)
+    parser.feed(big)
+    parser.feed(big)
+    assert len(owner.heads) == 2
+    assert not _parser._HEADS.entries and _parser._HEADS.hits == 0
+    parser.feed(REQUEST)
+    assert len(_parser._HEADS.entries) == 1  # small ones still are

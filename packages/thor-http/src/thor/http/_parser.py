@@ -116,7 +116,8 @@ class _HeadCache:
     (its own field list; the bytes are shared, being immutable); an error is never cached, so a
     head that is refused is parsed and refused every time. When most heads are new (distinct
     URLs, cookies), lookups would only cost: a window of ``_HEADS_LIMIT`` misses with fewer hits
-    than that turns the cache off for the next ``_HEADS_PAUSE`` heads.
+    than that turns the cache off for the next ``_HEADS_PAUSE`` heads. Heads over
+    ``_HEADS_MAX_SIZE`` bytes are not cached, so what peers can make it hold stays small.
     """
 
     __slots__ = ("entries", "hits", "skip")
@@ -130,6 +131,8 @@ class _HeadCache:
 _HEADS = _HeadCache()
 _HEADS_LIMIT = 256
 _HEADS_PAUSE = 4096
+#: larger heads are not cached (what a peer can make the cache hold: 256 x 4 KiB)
+_HEADS_MAX_SIZE = 4096
 
 
 class ParserOwner(Protocol):
@@ -422,7 +425,7 @@ class HttpParser:
         key: tuple[bytes, bool, int, int] | None = None
         if heads.skip:
             heads.skip -= 1
-        elif not lenient and not self.lenient_obs_fold:
+        elif not lenient and not self.lenient_obs_fold and head_end - pos <= _HEADS_MAX_SIZE:
             key = (block, self.requests, self.max_fields, self.max_request_line)
             cached = heads.entries.get(key)
             if cached is not None:
