@@ -477,12 +477,13 @@ def test_eject_after_zero_never_ejects() -> None:
     assert up.healthy and up.failures == 20
 
 
-def test_when_the_last_healthy_upstream_is_ejected_the_queue_fails(loop: LoopBase) -> None:
+def test_when_the_last_healthy_upstream_goes_down_the_queue_fails(loop: LoopBase) -> None:
     up = Upstream("http://127.0.0.1:1", max_conns=1)
     group = UpstreamGroup([up], loop=loop, eject_after=1)
     grants = Grants()
     for _ in range(3):
         group.acquire(Req(), grants)
+    group.set_health(up, False)  # (an active health check: ejection keeps a lone upstream)
     group.release(up, ok=False)
     drain(loop)
     assert grants.calls == [
@@ -494,6 +495,56 @@ def test_when_the_last_healthy_upstream_is_ejected_the_queue_fails(loop: LoopBas
     group.acquire(Req(), refused)
     assert refused.calls == [(None, "no healthy upstream")]
     group.close()
+
+
+def test_the_only_upstream_of_a_group_is_never_ejected(loop: LoopBase) -> None:
+    group = UpstreamGroup(ups(1), loop=loop, eject_after=2, eject_for=60)
+    for _ in range(10):
+        up = pick(group, release=False)
+        group.release(up, ok=False)
+    assert (up.healthy, up.ejected, up.ejections, up.failures) == (True, False, 0, 10)
+    assert pick(group) is up  # still tried: the group serves as soon as its origin is back
+    group.close()
+
+
+def test_the_last_healthy_upstream_is_not_ejected_when_the_others_are(loop: LoopBase) -> None:
+    a, b, c = ups(1, 2, 3)
+    group = UpstreamGroup([a, b, c], loop=loop, eject_after=1, eject_for=60)
+    for up in (a, b, c):
+        up.active += 1
+        group.release(up, ok=False)
+    assert [(up.ejected, up.healthy) for up in (a, b, c)] == [
+        (True, False),
+        (True, False),
+        (False, True),
+    ]
+    assert [pick(group) for _ in range(3)] == [c, c, c]
+    # with one failed by its health check instead, the last one is kept too
+    d, e = ups(4, 5)
+    checked = UpstreamGroup([d, e], loop=loop, eject_after=1, eject_for=60)
+    checked.set_health(d, False)
+    e.active += 1
+    checked.release(e, ok=False)
+    assert (e.ejected, e.healthy) == (False, True)
+    # once another is healthy again, the next failure ejects it
+    checked.set_health(d, True)
+    e.active += 1
+    checked.release(e, ok=False)
+    assert e.ejected
+    group.close()
+    checked.close()
+
+
+def test_an_upstream_last_healthy_in_another_group_is_not_ejected(loop: LoopBase) -> None:
+    shared, other = ups(1, 2)
+    wide = UpstreamGroup([shared, other], loop=loop, eject_after=1, eject_for=60)
+    lone = UpstreamGroup([shared], loop=loop)
+    shared.active += 1
+    wide.release(shared, ok=False)  # wide could do without it, lone could not
+    assert not shared.ejected
+    assert pick(lone) is shared
+    wide.close()
+    lone.close()
 
 
 def test_remove_takes_an_upstream_out_and_its_requests_still_release() -> None:
@@ -538,7 +589,9 @@ def test_statistics_snapshot(loop: LoopBase) -> None:
 
 def test_an_upstream_shared_by_two_groups_shares_its_slots_and_health(loop: LoopBase) -> None:
     shared = Upstream("http://127.0.0.1:1", max_conns=1)
-    first = UpstreamGroup([shared], loop=loop, eject_after=1, eject_for=60)
+    first = UpstreamGroup(
+        [shared, Upstream("http://127.0.0.1:3")], loop=loop, eject_after=1, eject_for=60
+    )
     second = UpstreamGroup([shared, Upstream("http://127.0.0.1:2", max_conns=1)], loop=loop)
     seen: list[str] = []
     first.on("health", lambda up, healthy: seen.append(f"first {up.name} {healthy}"))
@@ -554,7 +607,7 @@ def test_an_upstream_shared_by_two_groups_shares_its_slots_and_health(loop: Loop
     drain(loop)
     assert waiting.calls == [(shared, None)]
     second.release(shared)
-    first.acquire(Req(), Grants())
+    shared.active += 1
     first.release(shared, ok=False)  # ejected by first: second sees it too
     assert seen == ["first 127.0.0.1:1 False", "second 127.0.0.1:1 False"]
     assert second.statistics().upstreams[0].healthy is False

@@ -107,7 +107,7 @@ def test_group_failures_pass_through() -> None:
 
 def test_release_goes_to_the_group_that_lent_the_upstream() -> None:
     shared = Upstream("http://127.0.0.1:1")
-    first = UpstreamGroup([shared], eject_after=1)
+    first = UpstreamGroup([shared, Upstream("http://127.0.0.1:3")], eject_after=1)
     second = UpstreamGroup([shared, Upstream("http://127.0.0.1:2")], eject_after=3)
     router = Router([Route(path_prefix=b"/one", group=first), Route(group=second)])
     ejected: list[str] = []
@@ -221,7 +221,8 @@ def test_cancel_reaches_the_group_that_queued_the_request() -> None:
 
 def test_release_reaches_unshared_groups_and_nested_routers() -> None:
     a, b = Upstream("http://127.0.0.1:1"), Upstream("http://127.0.0.1:2")
-    first, second = UpstreamGroup([a], eject_after=1), UpstreamGroup([b], eject_after=2)
+    spare = Upstream("http://127.0.0.1:3")  # (a group's last healthy upstream is never ejected)
+    first, second = UpstreamGroup([a, spare], eject_after=1), UpstreamGroup([b], eject_after=2)
     inner = Router([Route(path_prefix=b"/", group=second)])
     router = Router([Route(path_prefix=b"/a", group=first), Route(group=inner)])
     got: list[Upstream | None] = []

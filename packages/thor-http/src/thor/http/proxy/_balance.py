@@ -33,7 +33,10 @@ healthy upstream goes down, the queue is failed with ``"no healthy upstream"``.
 Passive health: ``release(up, ok=False)`` counts a consecutive failure (``ok=True`` resets the
 count); at ``eject_after`` failures the upstream is ejected for ``eject_for`` seconds (a loop
 timer), then readmitted on probation: its next failure ejects it again at once, its next
-success clears the count.
+success clears the count. An upstream is not ejected while it is the last healthy one of any of
+its groups (a group of one, or one whose others are ejected or failed their health checks):
+it keeps being tried, so the group serves again as soon as its origin is back. Only an active
+health check can take a group's last healthy upstream out.
 """
 
 from __future__ import annotations
@@ -263,7 +266,11 @@ class UpstreamGroup(EventEmitter):
         queue_timeout: seconds a request may wait (10.0): then ``"queue timeout"``. None: no
             limit.
         eject_after: consecutive failures (``release(up, ok=False)``) that eject an upstream
-            (5); 0 never ejects.
+            (5); 0 never ejects. The last healthy upstream of a group is never ejected (as
+            nginx ignores ``max_fails`` for a lone server): ejecting it would answer every
+            request "no healthy upstream" for ``eject_for`` seconds even once its origin is
+            back, so it keeps being tried (its failures still count, and it is ejected at its
+            next failure once another upstream of each of its groups is healthy).
         eject_for: seconds an ejected upstream is left out (10.0) before it is tried again.
         vnodes: points on the hash ring per unit of weight (100).
 
@@ -509,6 +516,7 @@ class UpstreamGroup(EventEmitter):
                 and upstream.failures >= self.eject_after
                 and not upstream._ejected
                 and upstream in self._upstreams
+                and not self._last_healthy(upstream)
             ):
                 self._eject(upstream)
         if self._queue:
@@ -518,6 +526,15 @@ class UpstreamGroup(EventEmitter):
             for group in groups:
                 if group is not self and group._queue:
                     group._service()
+
+    @staticmethod
+    def _last_healthy(upstream: Upstream) -> bool:
+        """True when ejecting ``upstream`` would leave one of its groups without a healthy
+        upstream (it is then kept: see the class docstring)."""
+        for group in upstream._groups:
+            if not any(other.healthy for other in group._upstreams if other is not upstream):
+                return True
+        return False
 
     def _any_healthy(self) -> bool:
         return any(upstream.healthy for upstream in self._upstreams)
