@@ -15,8 +15,10 @@ from thor.events import EventEmitter
 from thor.http.cli import build_parser, main
 from thor.http.cli._common import format_address, parse_listen
 from thor.http.cli._get import progress_bar
+from thor.http.cli._proxy import _command_line_config, build_router
 from thor.http.cli._reload import SwitchableBalancer
 from thor.http.cli._static import UNSATISFIABLE, StaticFiles, _Sender, byte_range
+from thor.http.client import HttpClient
 from thor.http.proxy._balance import UpstreamGroup
 from thor.http.proxy._routing import Route, Router
 
@@ -72,6 +74,13 @@ def test_format_address() -> None:
         (["proxy"], "one of --upstream, --forward or --config"),
         (["proxy", "--forward", "--upstream", "http://h:1"], "not allowed with"),
         (["proxy", "--forward", "--balance", "least_conn"], "--balance goes with --upstream"),
+        (["proxy", "--upstream", "http://h:1", "--eject-after", "-1"], "'-1'"),
+        (["proxy", "--upstream", "http://h:1", "--eject-after", "2.5"], "'2.5'"),
+        (["proxy", "--upstream", "http://h:1", "--eject-for", "-3"], "'-3'"),
+        (["proxy", "--upstream", "http://h:1", "--eject-for", "nan"], "'nan'"),
+        (["proxy", "--upstream", "http://h:1", "--eject-for", "inf"], "'inf'"),
+        (["proxy", "--forward", "--eject-after", "3"], "--eject-after goes with --upstream"),
+        (["proxy", "--config", "x.toml", "--eject-for", "3"], "--eject-for goes with --upstream"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
@@ -101,6 +110,34 @@ def test_balance_policies_parse() -> None:
     assert args.balance == ("hash", "header:X-User")
     args = parser.parse_args(["proxy", "--upstream", "http://a:1", "--balance", "least_conn"])
     assert args.balance == ("least_conn", "client")
+
+
+@pytest.mark.parametrize(
+    ("flags", "eject_after", "eject_for"),
+    [
+        ([], 5, 10.0),
+        (["--eject-after", "2", "--eject-for", "0.5"], 2, 0.5),
+        (["--eject-after", "0"], 0, 10.0),
+        (["--eject-after", "3", "--eject-for", "0"], 0, 10.0),
+    ],
+)
+def test_eject_flags_set_the_upstream_group(
+    flags: list[str], eject_after: int, eject_for: float
+) -> None:
+    args = build_parser().parse_args(["proxy", "--upstream", "http://a:1,http://b:2", *flags])
+    config = _command_line_config(args)
+    spec = config.groups["default"]
+    assert (spec.eject_after, spec.eject_for) == (eject_after, eject_for)
+    loop = thor.loop.make()
+    client = HttpClient(loop)
+    router = build_router(config, loop, client)
+    try:
+        (group,) = {route.group for route in router.routes}
+        assert isinstance(group, UpstreamGroup)
+        assert (group.eject_after, group.eject_for) == (eject_after, eject_for)
+    finally:
+        router.close()
+        client.close()
 
 
 def test_runtime_failures_exit_1_with_one_line(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import thor.loop
+from thor.http.cli import build_parser
 from thor.http.cli._config import ConfigError, load_config, parse_config
 from thor.http.cli._proxy import build_router
 from thor.http.client import HttpClient
@@ -111,6 +112,25 @@ def test_syntax_errors_carry_their_line() -> None:
     assert found[0].startswith("proxy.toml:5: TOML syntax: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        # an array left open (tomllib says "at end of document", with no line)
+        ('listen = ":8080"\n\n[upstreams.a]\nservers = ["http://127.0.0.1:8001"', 4, "Unclosed"),
+        ('listen = ":8080"\n[upstreams.a]\nservers = [\n  "http://h:1",\n\n', 3, ""),
+        ('[upstreams.a]\nservers = ["http://h:1"]\n[proxy]\nvia = """thor\n\n', 4, "Unterminated"),
+        ('[upstreams.a]\nservers = ["http://h:1"]\nhealth_check =', 3, "Invalid value"),
+        ("servers = [", 1, ""),
+    ],
+)
+def test_syntax_errors_at_the_end_carry_the_line_of_what_is_left_open(
+    text: str, line: int, what: str
+) -> None:
+    (found,) = problems(text)
+    assert found.startswith(f"proxy.toml:{line}: TOML syntax: {what}"), found
+    assert "end of document" not in found
+
+
 def test_every_problem_is_reported_with_its_line() -> None:
     text = textwrap.dedent(
         """\
@@ -207,12 +227,20 @@ def test_types_are_checked() -> None:
     )
     found = problems(text)
     assert "workers: expected a whole number >= 1, not True" in found[0]
-    assert "access_log_format: expected 'common' or 'json'" in found[1]
+    assert "access_log_format: expected one of 'common', 'extended', 'json'" in found[1]
     assert "limits.max_fields: expected a whole number" in found[2]
     joined = "\n".join(found)
     assert "servers[1].weight: expected a whole number >= 1, not 1.5" in joined
     assert "servers[2]: expected a URL or a table with url, not 7" in joined
     assert "health_check: expected a path starting with '/'" in joined
+
+
+@pytest.mark.parametrize("fmt", ["common", "extended", "json"])
+def test_access_log_formats_are_the_flags(fmt: str) -> None:
+    config = parse_config(f'access_log_format = "{fmt}"\n[upstreams.a]\nservers = ["http://h:1"]\n')
+    assert config.access_log_format == fmt
+    args = build_parser().parse_args(["proxy", "--config", "x.toml", "--access-log-format", fmt])
+    assert args.access_log_format == fmt
 
 
 def test_duplicate_servers() -> None:

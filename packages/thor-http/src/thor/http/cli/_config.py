@@ -5,7 +5,7 @@ The file (every key optional except ``upstreams`` and, with several groups, ``ro
     listen = "127.0.0.1:8080"        # ADDR:PORT (the command line's --listen wins)
     workers = 2                      # processes sharing the port
     access_log = "-"                 # a file, or "-" for stdout
-    access_log_format = "common"     # or "json"
+    access_log_format = "common"     # "extended" (upstream and times) or "json"
     admin = "127.0.0.1:9100"         # Prometheus metrics at GET /metrics
 
     [limits]                         # HttpServer limits, bytes / counts
@@ -85,6 +85,8 @@ __all__ = [
 Path = tuple["str | int", ...]
 
 POLICIES = ("round_robin", "least_conn", "hash")
+#: access_log_format values (as --access-log-format's)
+ACCESS_LOG_FORMATS = ("common", "extended", "json")
 
 #: [limits] key -> (HttpServer setting, or None for the client's max_server_conn), minimum
 LIMITS: dict[str, tuple[str, int]] = {
@@ -472,6 +474,29 @@ def _read_proxy(check: _Checker, table: dict[str, Any], config: ProxyConfig) -> 
             config.proxy_settings["trusted_hops"] = tuple(str(entry) for entry in hops)
 
 
+_SCAN_LINES = 2000
+
+
+def _end_of_document_line(text: str) -> int:
+    """The line a syntax error "at end of document" belongs to: where the construct left
+    unclosed (an array, an inline table, a multi-line string) starts.
+
+    tomllib stops at the error, so the text before it parses; the construct starts on the line
+    after the longest run of whole lines that parses on its own (a run ending inside the
+    construct never does). Beyond ``_SCAN_LINES`` lines, the last line (not worth the parses).
+    """
+    lines = text.splitlines(keepends=True)
+    if len(lines) > _SCAN_LINES:
+        return len(lines)
+    for count in range(len(lines) - 1, 0, -1):
+        try:
+            tomllib.loads("".join(lines[:count]))
+        except tomllib.TOMLDecodeError:
+            continue
+        return count + 1
+    return 1
+
+
 def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     """Validate the configuration ``text`` (read from ``source``, named in messages).
 
@@ -483,7 +508,7 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        line = found.group(1) if found else "1"
+        line = found.group(1) if found else str(_end_of_document_line(text))
         message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
         raise ConfigError([f"{source}:{line}: TOML syntax: {message}"]) from None
     check = _Checker(source, text)
@@ -509,8 +534,9 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
         config.access_log = check.string(doc["access_log"], ("access_log",))
     if "access_log_format" in doc:
         fmt = check.string(doc["access_log_format"], ("access_log_format",))
-        if fmt is not None and fmt not in ("common", "json"):
-            check.bad(("access_log_format",), f"expected 'common' or 'json', not {fmt!r}")
+        if fmt is not None and fmt not in ACCESS_LOG_FORMATS:
+            expected = ", ".join(repr(name) for name in ACCESS_LOG_FORMATS)
+            check.bad(("access_log_format",), f"expected one of {expected}, not {fmt!r}")
         elif fmt is not None:
             config.access_log_format = fmt
     limits = check.table(doc.get("limits", {}), ("limits",))

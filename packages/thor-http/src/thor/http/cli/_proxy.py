@@ -1,6 +1,7 @@
 """``thor proxy``: a load-balanced reverse proxy, a forward proxy, or one set up by a file.
 
     thor proxy --listen ADDR:PORT --upstream URL[,URL...] [--balance POLICY]
+               [--eject-after N] [--eject-for SECONDS]
     thor proxy --forward [--connect-ports 443,...]
     thor proxy --config FILE.toml
 
@@ -36,6 +37,7 @@ from ._common import (
     say,
 )
 from ._config import (
+    ACCESS_LOG_FORMATS,
     TIMEOUTS,
     ConfigError,
     GroupSpec,
@@ -99,6 +101,22 @@ def _upstream_list(text: str) -> list[str]:
     return urls
 
 
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}")
+    return int(text)
+
+
+def _seconds_or_off(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return seconds
+
+
 def _policy(text: str) -> tuple[str, str]:
     policy = parse_policy(text)
     if policy is None:
@@ -136,6 +154,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="round_robin (default), least_conn, hash (client address) or hash:<header>",
     )
     parser.add_argument(
+        "--eject-after",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="consecutive failures that eject an upstream (5; 0: never eject)",
+    )
+    parser.add_argument(
+        "--eject-for",
+        type=_seconds_or_off,
+        default=None,
+        metavar="SECONDS",
+        help="how long an ejected upstream is left out (10; 0: never eject)",
+    )
+    parser.add_argument(
         "--connect-ports",
         type=port_list,
         default=(443,),
@@ -147,7 +179,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--access-log-format",
-        choices=("common", "extended", "json"),
+        choices=ACCESS_LOG_FORMATS,
         default=None,
         help="common log format (default), extended with upstream and times, or JSON lines",
     )
@@ -234,8 +266,8 @@ def build_router(config: ProxyConfig, loop: LoopBase, client: HttpClient) -> Rou
 
 def _command_line_config(args: argparse.Namespace) -> ProxyConfig:
     """The configuration the command line describes (``--upstream``: one group and one route
-    to it, ``--balance``), or the ``--config`` file's; then the flags for ``[proxy]`` settings,
-    which win over the file.
+    to it, ``--balance``, ``--eject-after``, ``--eject-for``), or the ``--config`` file's; then
+    the flags for ``[proxy]`` settings, which win over the file.
 
     Raises:
         ConfigError: the file cannot be read or is not valid.
@@ -244,9 +276,17 @@ def _command_line_config(args: argparse.Namespace) -> ProxyConfig:
     if args.upstream:
         policy, hash_key = args.balance or ("round_robin", "client")
         urls = [url for group in args.upstream for url in group]
-        config.groups["default"] = GroupSpec(
+        group = GroupSpec(
             "default", [ServerSpec(url) for url in urls], policy=policy, hash_key=hash_key
         )
+        if args.eject_after is not None:
+            group.eject_after = args.eject_after
+        if args.eject_for is not None:
+            if args.eject_for > 0:
+                group.eject_for = args.eject_for
+            else:
+                group.eject_after = 0  # --eject-for 0: ejection off
+        config.groups["default"] = group
         config.routes.append(RouteSpec(None, "/", "default"))
     if args.trusted_hops:
         config.proxy_settings["trusted_hops"] = args.trusted_hops
@@ -552,6 +592,12 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
         _usage_error("one of --upstream, --forward or --config is required")
     if args.balance is not None and not args.upstream:
         _usage_error("--balance goes with --upstream (in a --config file: 'balance = ...')")
+    for key in ("eject_after", "eject_for"):
+        if getattr(args, key) is not None and not args.upstream:
+            _usage_error(
+                f"--{key.replace('_', '-')} goes with --upstream "
+                f"(in a --config file: '{key} = ...' in an [upstreams.NAME] table)"
+            )
     try:
         config = _command_line_config(args)
     except ConfigError as exc:
