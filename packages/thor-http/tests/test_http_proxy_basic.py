@@ -6,11 +6,14 @@ absolute-form targets, and the access record."""
 from __future__ import annotations
 
 import http.client
+import threading
 from typing import TYPE_CHECKING
 
 import http_server_support as support
 import proxy_support as ps
+import pytest
 
+from thor.http.client import HttpClient
 from thor.http.proxy import AccessRecord, ReverseProxy
 
 if TYPE_CHECKING:
@@ -165,6 +168,53 @@ def test_forwarding_fields_from_a_trusted_hop_are_extended(harness: Harness) -> 
     assert ps.field(sent, b"forwarded") == [
         b"for=6.6.6.6;proto=https, for=127.0.0.1;proto=http;host=public.example"
     ]
+
+
+def test_settings_changed_on_an_instance_take_effect(harness: Harness) -> None:
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
+
+    def change() -> None:
+        proxy.trusted_hops = ["127.0.0.0/8"]
+        proxy.via_name = "edge-2"
+        proxy.upstream_read_timeout = 7.5
+        proxy.upstream_max_conns = 3
+        changed.set()
+
+    changed = threading.Event()
+
+    def client() -> list[support.Response]:
+        sock = ps.raw_request(harness, front, FORGED)
+        reader = support.ResponseReader(sock)
+        responses = [reader.read()]  # (its fields are now cached)
+        harness.loop.run_in_loop(change)
+        assert changed.wait(5)
+        sock.sendall(FORGED)
+        responses.append(reader.read())
+        return responses
+
+    before, after = harness.client(client)
+    assert (before.status, after.status) == (b"200", b"200")
+    assert before.header(b"via") == [b"1.1 thor"]
+    assert after.header(b"via") == [b"1.1 edge-2"]
+    first, second = (request["headers"] for request in seen.requests)
+    assert ps.field(first, b"x-forwarded-for") == [b"127.0.0.1"]
+    assert ps.field(first, b"via") == [b"1.1 thor"]
+    assert ps.field(second, b"x-forwarded-for") == [b"6.6.6.6, 127.0.0.1"]
+    assert ps.field(second, b"via") == [b"1.1 edge-2"]
+    assert (proxy.client.read_timeout, proxy.client.max_server_conn) == (7.5, 3)
+    with pytest.raises(ValueError):
+        proxy.trusted_hops = ["not an address"]
+    assert proxy.trusted_hops == ["127.0.0.0/8"]  # (an invalid value is not kept)
+    # a client the proxy was given keeps its own settings
+    given = HttpClient(harness.loop)
+    given.read_timeout = 2
+    other = ReverseProxy(harness.server(None), ps.origin_url(origin), client=given)
+    other.upstream_read_timeout = 9
+    assert given.read_timeout == 2
+    other.close()
+    given.close()
 
 
 def test_forwarding_fields_can_be_turned_off(harness: Harness) -> None:

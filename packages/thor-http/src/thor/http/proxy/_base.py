@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from thor.events import EventEmitter
 
@@ -55,6 +55,15 @@ _TRACE_OPTIONS = (b"TRACE", b"OPTIONS")
 _FIELDS_MAX = 512
 #: requests that skip that cache after it filled up with fewer hits than entries
 _FIELDS_PAUSE = 8192
+#: ProxyBase's settings -> the HttpClient attributes they set (on a client the proxy made)
+_CLIENT_SETTINGS = {
+    "upstream_connect_timeout": "connect_timeout",
+    "upstream_read_timeout": "read_timeout",
+    "upstream_max_conns": "max_server_conn",
+    "upstream_idle_timeout": "idle_timeout",
+}
+#: the settings a proxy derives things from when it is made and when one is set on it
+_DERIVED = frozenset(("trusted_hops", "via_name", *_CLIENT_SETTINGS))
 
 
 class StaticUpstream:
@@ -154,8 +163,9 @@ def _prefix(upstream: Any) -> bytes:
 class ProxyBase(EventEmitter):
     """The common part of ReverseProxy and ForwardProxy (not used alone).
 
-    Settings (class attributes; change them on a subclass or an instance before requests
-    arrive):
+    Settings (class attributes; change them on a subclass, or on an instance at any time: a
+    change takes effect from the next request; the ``upstream_*`` ones apply to the client the
+    proxy made, not to one it was given):
         via_name: the pseudonym in the Via fields added both ways (``"thor"``); None: no Via.
         trusted_hops: addresses or networks (strings) whose Forwarded / X-Forwarded-For fields
             are believed and extended; from any other client they are dropped (``()``).
@@ -178,15 +188,15 @@ class ProxyBase(EventEmitter):
         tunnel (ProxyExchange, Tunnel): an Upgrade or CONNECT became a tunnel; many times.
     """
 
-    via_name: ClassVar[str | None] = "thor"
-    trusted_hops: ClassVar[tuple[str, ...] | list[str]] = ()
-    forwarded: ClassVar[bool] = True
-    x_forwarded_for: ClassVar[bool] = True
-    upstream_connect_timeout: ClassVar[float | None] = 5
-    upstream_read_timeout: ClassVar[float | None] = 60
-    upstream_max_conns: ClassVar[int] = 256
-    upstream_idle_timeout: ClassVar[float | None] = 60
-    tunnel_idle_timeout: ClassVar[float | None] = 300
+    via_name: str | None = "thor"
+    trusted_hops: tuple[str, ...] | list[str] = ()
+    forwarded: bool = True
+    x_forwarded_for: bool = True
+    upstream_connect_timeout: float | None = 5
+    upstream_read_timeout: float | None = 60
+    upstream_max_conns: int = 256
+    upstream_idle_timeout: float | None = 60
+    tunnel_idle_timeout: float | None = 300
 
     #: the proto= of Forwarded
     _proto = b"http"
@@ -195,18 +205,13 @@ class ProxyBase(EventEmitter):
         EventEmitter.__init__(self)
         self.server = server
         self.loop: LoopBase = server.loop
+        self._own_client = client is None
         if client is None:
             client = HttpClient(self.loop)
-            client.connect_timeout = self.upstream_connect_timeout
-            client.read_timeout = self.upstream_read_timeout
-            client.max_server_conn = self.upstream_max_conns
-            client.idle_timeout = self.upstream_idle_timeout
         self.client = client
-        self._trusted = TrustedHops(self.trusted_hops)
-        via = self.via_name
-        self._via_11 = b"1.1 " + via.encode("ascii") if via else b""
-        self._via_10 = b"1.0 " + via.encode("ascii") if via else b""
-        self._via_response = via is not None
+        self._trusted = TrustedHops(())
+        self._via_11 = self._via_10 = b""
+        self._via_response = False
         if server.tls:
             self._proto = b"https"
         cls = type(self)
@@ -225,9 +230,44 @@ class ProxyBase(EventEmitter):
         #: for a one-field head, 2 us for a browser's). When the heads do not repeat (a request
         #: id in each), the cache is mostly misses: it is then left alone for a while.
         self._fields: dict[tuple[Any, ...], tuple[RawHeaderListType, Any, Any, Any]] = {}
-        self._fields_hits = 0
-        self._fields_skip = 0
+        #: [hits, requests left that skip the cache] (a list: the per-request path sets no
+        #: attribute, so it never goes through __setattr__)
+        self._fields_counts = [0, 0]
+        for name in _DERIVED:
+            self._derive(name)
         server.on("exchange", self._on_exchange)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # settings whose values the proxy derives things from (see _derive) take effect when
+        # set on an instance; other attributes are set as usual
+        if name in _DERIVED and "_fields_counts" in self.__dict__:
+            before = getattr(self, name)
+            object.__setattr__(self, name, value)
+            try:
+                self._derive(name)
+            except BaseException:  # an invalid value: the setting keeps its former value
+                object.__setattr__(self, name, before)
+                raise
+        else:
+            object.__setattr__(self, name, value)
+
+    def _derive(self, name: str) -> None:
+        """Recompute what the proxy keeps of the setting ``name`` (one of ``_DERIVED``).
+
+        Raises:
+            ValueError, UnicodeEncodeError: an invalid trusted_hops or via_name.
+        """
+        if name == "trusted_hops":
+            self._trusted = TrustedHops(self.trusted_hops)
+            self._fields.clear()  # (its results depend on whether the client is trusted)
+        elif name == "via_name":
+            via = self.via_name
+            self._via_11 = b"1.1 " + via.encode("ascii") if via else b""
+            self._via_10 = b"1.0 " + via.encode("ascii") if via else b""
+            self._via_response = via is not None
+            self._fields.clear()  # (its results hold the Via field)
+        elif self._own_client:
+            setattr(self.client, _CLIENT_SETTINGS[name], getattr(self, name))
 
     # -- hooks (override in a subclass) ---------------------------------------------------------
 
@@ -279,8 +319,9 @@ class ProxyBase(EventEmitter):
         # the same fields from the same client give the same result (see _fields)
         key: tuple[Any, ...] | None = None
         found = None
-        if self._fields_skip:
-            self._fields_skip -= 1
+        counts = self._fields_counts
+        if counts[1]:
+            counts[1] -= 1
         else:
             try:
                 key = (tuple(ex.req_hdrs), peer, version, tm, forwarded, xff)
@@ -288,7 +329,7 @@ class ProxyBase(EventEmitter):
             except TypeError:  # (fields that are not tuples of bytes: not cached)
                 key = None
         if found is not None:
-            self._fields_hits += 1
+            counts[0] += 1
         else:
             found = upstream_fields(
                 ex.req_hdrs,
@@ -304,9 +345,9 @@ class ProxyBase(EventEmitter):
             if key is not None:
                 cache = self._fields
                 if len(cache) >= _FIELDS_MAX:
-                    if self._fields_hits < _FIELDS_MAX:  # mostly misses: heads do not repeat
-                        self._fields_skip = _FIELDS_PAUSE
-                    self._fields_hits = 0
+                    if counts[0] < _FIELDS_MAX:  # mostly misses: heads do not repeat
+                        counts[1] = _FIELDS_PAUSE
+                    counts[0] = 0
                     cache.clear()
                 cache[key] = found
         fields, host, upgrade, remaining = found

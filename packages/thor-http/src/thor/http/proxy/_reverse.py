@@ -10,7 +10,7 @@ or, with ``preserve_host``, the Host the client sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ..error import UrlError
 from ..uri import parse_uri
@@ -59,7 +59,7 @@ class ReverseProxy(ProxyBase):
         tunnel (ProxyExchange, Tunnel): an Upgrade (WebSocket...) became a tunnel; many times.
     """
 
-    preserve_host: ClassVar[bool] = False
+    preserve_host: bool = False
 
     def __init__(self, server: HttpServer, upstream: Any, client: HttpClient | None = None) -> None:
         ProxyBase.__init__(self, server, client)
