@@ -335,14 +335,25 @@ def test_absolute_form_target_regenerates_host(harness: Harness) -> None:
         sock = ps.raw_request(
             harness,
             front,
-            b"GET http://real.example:8080/a?b HTTP/1.1\r\nHost: real.example:8080\r\n\r\n",
+            b"GET http://real.example:8080/a?b HTTP/1.1\r\nHost: other.example\r\n\r\n",
         )
-        return support.ResponseReader(sock).read()
+        response = support.ResponseReader(sock).read()
+        # the same head for another authority (not the first one's cached fields)
+        sock.sendall(b"GET http://second.example/ HTTP/1.1\r\nHost: other.example\r\n\r\n")
+        assert support.ResponseReader(sock).read().status == b"200"
+        return response
 
     assert harness.client(client).status == b"200"
+    assert ps.field(seen.requests[1]["headers"], b"forwarded") == [
+        b"for=127.0.0.1;proto=http;host=second.example"
+    ]
     request = seen.requests[0]
     assert request["uri"] == b"/a?b"
+    # the target's authority replaces the Host field (RFC 9112 §3.2.2), in Forwarded too
     assert ps.field(request["headers"], b"host") == [b"real.example:8080"]
+    assert ps.field(request["headers"], b"forwarded") == [
+        b'for=127.0.0.1;proto=http;host="real.example:8080"'
+    ]
 
 
 def test_upstream_with_a_path_prefix(harness: Harness) -> None:

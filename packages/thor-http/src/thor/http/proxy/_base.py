@@ -224,7 +224,8 @@ class ProxyBase(EventEmitter):
         )
         self._choose = cls.choose_upstream is not ProxyBase.choose_upstream
         self._url_upstreams: dict[str | bytes, StaticUpstream] = {}
-        #: (request fields, client, version, TRACE/OPTIONS, forwarded, x_forwarded_for) ->
+        #: (request fields, client, version, TRACE/OPTIONS, forwarded, x_forwarded_for,
+        #: absolute-form authority) ->
         #: what upstream_fields made of them: a proxy sees the same heads from the same clients
         #: over and over, and a lookup costs less than the pass over the fields (0.7 us less
         #: for a one-field head, 2 us for a browser's). When the heads do not repeat (a request
@@ -324,7 +325,7 @@ class ProxyBase(EventEmitter):
             counts[1] -= 1
         else:
             try:
-                key = (tuple(ex.req_hdrs), peer, version, tm, forwarded, xff)
+                key = (tuple(ex.req_hdrs), peer, version, tm, forwarded, xff, px.host)
                 found = self._fields.get(key)
             except TypeError:  # (fields that are not tuples of bytes: not cached)
                 key = None
@@ -341,6 +342,7 @@ class ProxyBase(EventEmitter):
                 x_forwarded_for=xff,
                 keep_length=not self._transform_request,
                 max_forwards_methods=tm,
+                authority=px.host,  # (an absolute-form target's, set by _resolve)
             )
             if key is not None:
                 cache = self._fields

@@ -152,6 +152,7 @@ def upstream_fields(
     x_forwarded_for: bool,
     keep_length: bool,
     max_forwards_methods: bool,
+    authority: bytes | None = None,
 ) -> tuple[RawHeaderListType, bytes | None, bytes | None, int | None]:
     """The fields of a request to forward (see the module docstring).
 
@@ -164,6 +165,9 @@ def upstream_fields(
         forwarded, x_forwarded_for: add those fields.
         keep_length: keep Content-Length (False when the body is transformed: re-chunked).
         max_forwards_methods: the method is TRACE or OPTIONS (Max-Forwards applies).
+        authority: the authority of an absolute-form target, which replaces the Host field
+            (RFC 9112 §3.2.2): the ``host=`` of Forwarded is then that authority, the one the
+            request is for; None: the Host field's.
 
     Returns:
         ``(fields, host, upgrade, max_forwards)``: the fields to send (without Host), the Host
@@ -231,10 +235,11 @@ def upstream_fields(
     if via is not None:
         append((b"Via", via))
     if forwarded or x_forwarded_for:
-        key = (client_host, host, proto)
+        asked = host if authority is None else authority
+        key = (client_host, asked, proto)
         ours = _OURS.get(key)
         if ours is None:
-            ours = _our_entries(client_host, host, proto)
+            ours = _our_entries(client_host, asked, proto)
             if len(_OURS) >= _OURS_LIMIT:
                 _OURS.clear()
             _OURS[key] = ours
