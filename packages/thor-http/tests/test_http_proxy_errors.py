@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import http_server_support as support
 import proxy_support as ps
+import pytest
 
 from thor.http.proxy import AccessRecord
 
@@ -111,7 +112,47 @@ def test_malformed_upstream_response_is_502_and_closes(harness: Harness) -> None
     finally:
         origin.stop()
     assert response.status == b"502"
+    assert response.header(b"connection") == [b"close"]  # announced (RFC 9112 §9.6)
     assert closed
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        # the server's serialiser refuses the status: the upstream's fault, not an internal one
+        (b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok", "099"),
+        # (the parser's error class speaks of a request: the record says it is the response)
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", "gzip"),
+    ],
+)
+def test_an_unrelayable_upstream_response_is_a_bad_upstream_response(
+    harness: Harness, reply: bytes, error: str
+) -> None:
+    origin = RawOrigin(reply)
+    try:
+        front, proxy = ps.make_proxy(harness, origin.url)
+        records: list[AccessRecord] = []
+        errors: list[Exception] = []
+        proxy.on("access", records.append)
+        proxy.on("error", errors.append)
+
+        def client() -> tuple[support.Response, bool]:
+            sock = ps.raw_request(harness, front, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            response = support.ResponseReader(sock).read()
+            return response, support.closed_by_peer(sock)
+
+        response, closed = harness.client(client)
+    finally:
+        origin.stop()
+    assert response.status == b"502"
+    assert response.body == b"Bad upstream response\n"
+    assert response.header(b"connection") == [b"close"]
+    assert closed
+    assert errors == []  # not reported as an error of the proxy's
+    assert records[0].status == 502
+    assert records[0].error is not None
+    assert records[0].error.startswith("bad upstream response: ")
+    assert error in records[0].error
 
 
 def test_nul_in_an_upstream_field_is_never_forwarded(harness: Harness) -> None:

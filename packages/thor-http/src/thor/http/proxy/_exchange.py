@@ -28,8 +28,10 @@ Endings: the exchange is *finished* (``_finish``) once the response to the clien
 or failed: the upstream is released to its selector (``release(upstream, ok)``, once), the
 ``'access'`` record is emitted, and the references that would form cycles (sinks, the client
 exchange) are dropped. A failure before the response started is answered with 502 (bad or
-unreachable upstream), 504 (upstream timeout) or 500 (a hook raised); after it started, the
-client's connection is closed, so the client sees a truncated response rather than a complete
+unreachable upstream; a response that cannot be parsed or relayed, such as a status 099, is
+recorded as a "bad upstream response" and closes the client's connection, with ``Connection:
+close``), 504 (upstream timeout) or 500 (a hook raised); after it started, the client's
+connection is closed, so the client sees a truncated response rather than a complete
 wrong one.
 """
 
@@ -67,6 +69,7 @@ logger = logging.getLogger("thor.http.proxy")
 
 _EMPTY: list[tuple[bytes, bytes]] = []
 _TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
+_CLOSE = (b"Connection", b"close")
 
 
 class UpstreamLike(Protocol):
@@ -152,8 +155,13 @@ class _UpstreamSink:
                 headers = proxy.rewrite_response(px, status, phrase, strip_response(headers))
             px.server_exchange.response_start(status, phrase, headers)
             px._res_started = True
+        except HttpError as exc:  # the response cannot be relayed (a status such as 099)
+            if proxy._rewrite_response:  # (the hook's fields may be at fault: reported)
+                px._internal_error(exc, upstream_fault=True)
+            else:
+                px._bad_response(exc)
         except Exception as exc:
-            px._internal_error(exc, upstream_fault=isinstance(exc, HttpError))
+            px._internal_error(exc)
 
     def response_body(self, chunk: bytes) -> None:
         px = self.px
@@ -338,6 +346,8 @@ class ProxyExchange:
         fields = list(headers) if headers else []
         if not any(name.lower() == b"content-length" for name, _ in fields):
             fields.append((b"Content-Length", b"%d" % len(body)))
+        if close:  # announced (RFC 9112 §9.6), not just done
+            fields.append(_CLOSE)
         ex = self.server_exchange
         self.record.status = code
         self._res_started = True
@@ -539,13 +549,28 @@ class ProxyExchange:
         self.upstream_exchange = None
         if self._done:
             return
-        self.record.error = f"upstream: {err.desc}" + (f" ({err.detail})" if err.detail else "")
+        anomaly = _is_anomaly(err)
+        # (a parse error of the response: its class's desc may speak of a request, as the
+        # parser's error classes serve both)
+        what = "bad upstream response" if anomaly else "upstream"
+        self.record.error = f"{what}: {err.desc}" + (f" ({err.detail})" if err.detail else "")
         if self._res_started:
             self._close_downstream()
             self._finish(False, self.record.error)
             return
         status, phrase = status_for_error(err)
-        self._answer_error(status, phrase, err.desc, close=_is_anomaly(err), ok=False)
+        text = "Bad upstream response" if anomaly else err.desc
+        self._answer_error(status, phrase, text, close=anomaly, ok=False)
+
+    def _bad_response(self, err: HttpError) -> None:
+        """The upstream's response head cannot be sent to the client (the server's serialiser
+        refused it): 502, the upstream's fault; not an internal error."""
+        if self._done:
+            return
+        detail = err.detail or err.desc
+        self.record.error = f"bad upstream response: {detail}"
+        self._abandon_upstream()
+        self._answer_error(b"502", b"Bad Gateway", "Bad upstream response", close=True, ok=False)
 
     def _internal_error(self, exc: BaseException, upstream_fault: bool = False) -> None:
         """A hook raised, or the upstream's message could not be relayed: contain it."""
@@ -592,12 +617,16 @@ class ProxyExchange:
         self.record.status = code
         if phrase is None:
             phrase = HTTPStatus(code).phrase.encode("latin-1")
+        close = close or not self._req_done
+        fields = [_TEXT, (b"Content-Length", b"%d" % len(body))]
+        if close:  # announced (RFC 9112 §9.6), not just done
+            fields.append(_CLOSE)
         try:
-            ex.response_start(status, phrase, [_TEXT, (b"Content-Length", b"%d" % len(body))])
+            ex.response_start(status, phrase, fields)
             if self.method != b"HEAD":
                 ex.response_body(body)
                 self.record.bytes_out += len(body)
-            ex.response_done(_EMPTY, close or not self._req_done)
+            ex.response_done(_EMPTY, close)
         except HttpError:  # the exchange is in a state that cannot take it: just close
             self._close_downstream()
         self._finish(ok, self.record.error)
