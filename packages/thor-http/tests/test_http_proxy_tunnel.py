@@ -254,6 +254,36 @@ def test_forward_proxy_connect_to_an_allowed_port(harness: Harness) -> None:
     assert records[0].status == 200 and records[0].upstream == f"127.0.0.1:{target.port}"
 
 
+def test_a_connect_with_content_is_refused_and_closes(harness: Harness) -> None:
+    target = echo_tcp_server(harness)
+    front = harness.server(None)
+    proxy = ForwardProxy(front, connect_ports=(target.port,))
+    harness.proxies.append(proxy)
+    reverse_front, _reverse = ps.make_proxy(harness, f"http://127.0.0.1:{target.port}")
+    connect = b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n" % target.port
+
+    def client() -> list[tuple[bytes, list[bytes], bool]]:
+        out = []
+        for server, framing, body in (
+            (front, b"Content-Length: 5\r\n", b"helloTUNNEL"),
+            (front, b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\nTUNNEL"),
+            (reverse_front, b"Content-Length: 5\r\n", b"helloTUNNEL"),
+        ):
+            sock = ps.raw_request(harness, server, connect + framing + b"\r\n" + body)
+            response = support.ResponseReader(sock).read(b"CONNECT")
+            out.append(
+                (response.status, response.header(b"connection"), support.closed_by_peer(sock))
+            )
+        return out
+
+    try:
+        results = harness.client(client)
+    finally:
+        target.shutdown()
+    assert results == [(b"400", [b"close"], True)] * 3
+    assert not target.active_connections  # no tunnel was opened
+
+
 def test_forward_proxy_connect_elsewhere_is_403(harness: Harness) -> None:
     target = echo_tcp_server(harness)
     front, _proxy = ps.make_proxy(harness, cls=ForwardProxy)

@@ -3,7 +3,10 @@
 Requests carry absolute-form targets (``GET http://example.com/ HTTP/1.1``): the upstream is
 the target's origin and the Host sent is its authority (RFC 9112 §3.2.2: a Host field that
 disagrees is replaced). ``CONNECT host:port`` opens a TCP tunnel to ports in ``connect_ports``
-only (403 otherwise); ``check_ip`` may keep the proxy off some addresses (403).
+only (403 otherwise); ``check_ip`` may keep the proxy off some addresses (403). A CONNECT
+with content (a Transfer-Encoding, or a Content-Length other than 0) gets 400 and the client's
+connection is closed: a CONNECT has none (RFC 9110 §9.3.6), and reading one would take tunnel
+bytes for it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from thor.tcp import TcpClient
 from ..error import UrlError
 from ..uri import parse_uri
 from ._base import ProxyBase
+from ._intermediary import has_content
 
 if TYPE_CHECKING:
     from .._server import HttpServer
@@ -64,6 +68,9 @@ class ForwardProxy(ProxyBase):
 
     def _resolve(self, px: ProxyExchange) -> bool:
         if px.method == b"CONNECT":
+            if has_content(px.server_exchange.req_hdrs):
+                px.respond(400, None, [], b"CONNECT has no content\n", close=True)
+                return False
             self._connect(px)
             return False
         target = px.target

@@ -269,6 +269,19 @@ def _our_entries(client_host: str, host: bytes | None, proto: bytes) -> tuple[by
     return element, client_host.encode("ascii", "replace")
 
 
+def has_content(headers: RawHeaderListType) -> bool:
+    """Whether a request's fields frame content (a Transfer-Encoding, or a Content-Length other
+    than 0): a CONNECT with content is refused (RFC 9110 §9.3.6: it has none; framing data as
+    its body would swallow tunnel bytes)."""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            return True
+        if lower == b"content-length" and value.strip(OWS).lstrip(b"0") != b"":
+            return True
+    return False
+
+
 def max_forwards(value: bytes) -> int | None:
     """A Max-Forwards value (decimal digits), or None when it is not one."""
     value = value.strip(OWS)

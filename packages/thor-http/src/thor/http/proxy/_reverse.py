@@ -16,7 +16,7 @@ from ..error import UrlError
 from ..uri import parse_uri
 from ._balance import Upstream
 from ._base import ProxyBase, StaticUpstream, _prefix, as_selector
-from ._intermediary import options_response
+from ._intermediary import has_content, options_response
 
 if TYPE_CHECKING:
     from .._server import HttpServer
@@ -79,6 +79,9 @@ class ReverseProxy(ProxyBase):
         if target[:1] == b"/":
             return True
         if px.method == b"CONNECT":
+            if has_content(px.server_exchange.req_hdrs):
+                px.respond(400, None, [], b"CONNECT has no content\n", close=True)
+                return False
             px.respond(405, None, [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS")])
             return False
         if target == b"*":
