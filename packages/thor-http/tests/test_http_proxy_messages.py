@@ -238,3 +238,20 @@ def test_heads_that_never_repeat_are_forwarded_right_past_the_fields_cache(
         assert ps.field(headers, b"x-a") == []  # named by Connection: not forwarded
         assert ps.field(headers, b"x-forwarded-for") == [b"127.0.0.1"], (rid, headers)
         assert ps.field(headers, b"via") == [b"1.1 thor"]
+
+
+def test_only_small_heads_are_kept_in_the_fields_cache(harness: Harness) -> None:
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
+    small = b"GET /s HTTP/1.1\r\nHost: h\r\nX-Small: 1\r\n\r\n"
+    large = b"GET /l HTTP/1.1\r\nHost: h\r\nX-Large: " + b"x" * 8000 + b"\r\n\r\n"
+
+    def client() -> list[bytes]:
+        reader = support.ResponseReader(ps.raw_request(harness, front, small + large + large))
+        return [reader.read().status for _ in range(3)]
+
+    assert harness.client(client) == [b"200"] * 3
+    kept = [[name for name, _value in key[0]] for key in proxy._fields]
+    assert kept == [[b"Host", b"X-Small"]]  # the large head is not kept
+    assert ps.field(seen.requests[2]["headers"], b"x-large") == [b"x" * 8000]

@@ -55,6 +55,22 @@ _TRACE_OPTIONS = (b"TRACE", b"OPTIONS")
 _FIELDS_MAX = 512
 #: requests that skip that cache after it filled up with fewer hits than entries
 _FIELDS_PAUSE = 8192
+#: the most bytes of field names and values a head may have to be kept in that cache (512
+#: heads of up to 64 KiB each would be 32 MiB; most heads are well under 1 KiB)
+_FIELDS_ENTRY_MAX = 4096
+
+
+def _small(fields: RawHeaderListType) -> bool:
+    """Whether a head's fields are small enough to be kept in a proxy's upstream_fields cache
+    (counted on a miss only: a hit was small when it was stored)."""
+    size = 0
+    for name, value in fields:
+        size += len(name) + len(value)
+        if size > _FIELDS_ENTRY_MAX:
+            return False
+    return True
+
+
 #: ProxyBase's settings -> the HttpClient attributes they set (on a client the proxy made)
 _CLIENT_SETTINGS = {
     "upstream_connect_timeout": "connect_timeout",
@@ -229,7 +245,8 @@ class ProxyBase(EventEmitter):
         #: what upstream_fields made of them: a proxy sees the same heads from the same clients
         #: over and over, and a lookup costs less than the pass over the fields (0.7 us less
         #: for a one-field head, 2 us for a browser's). When the heads do not repeat (a request
-        #: id in each), the cache is mostly misses: it is then left alone for a while.
+        #: id in each), the cache is mostly misses: it is then left alone for a while. Heads
+        #: whose fields total more than _FIELDS_ENTRY_MAX bytes are not kept.
         self._fields: dict[tuple[Any, ...], tuple[RawHeaderListType, Any, Any, Any]] = {}
         #: [hits, requests left that skip the cache] (a list: the per-request path sets no
         #: attribute, so it never goes through __setattr__)
@@ -344,7 +361,7 @@ class ProxyBase(EventEmitter):
                 max_forwards_methods=tm,
                 authority=px.host,  # (an absolute-form target's, set by _resolve)
             )
-            if key is not None:
+            if key is not None and _small(ex.req_hdrs):
                 cache = self._fields
                 if len(cache) >= _FIELDS_MAX:
                     if counts[0] < _FIELDS_MAX:  # mostly misses: heads do not repeat
