@@ -389,6 +389,8 @@ class HttpClientConnection(EventEmitter):
     # -- parser owner ---------------------------------------------------------------------------
 
     def input_start(self, head: Head) -> int:
+        """Parser callback: a response head arrived; emits ``'response_nonfinal'`` or
+        ``'response_start'`` on the exchange and returns the body's framing."""
         exchange = self.exchange
         self.res_version = head.version
         if exchange is None:
@@ -415,11 +417,14 @@ class HttpClientConnection(EventEmitter):
         return framing
 
     def input_body(self, chunk: bytes) -> None:
+        """Parser callback: part of the response body; emitted as ``'response_body'``."""
         exchange = self.exchange
         if exchange is not None:
             exchange.emit("response_body", chunk)
 
     def input_end(self, trailers: RawHeaderListType) -> None:
+        """Parser callback: the response is complete (``_settle`` finishes the exchange once
+        the read is looked at)."""
         if self.exchange is not None:
             self._done = True
             self._trailers = trailers
