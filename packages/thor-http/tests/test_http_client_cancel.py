@@ -136,13 +136,24 @@ def test_host_argument_is_validated(harness: Harness, echo_server: EchoServer) -
 def test_ready_at_and_connected_at(harness: Harness, echo_server: EchoServer) -> None:
     client = harness.client()
     before = harness.loop.time()
+    seen: list[tuple[float | None, float | None]] = []  # (connected_at, ready_at) per response
+
+    def fetch() -> None:
+        rec = harness.fetch(client, echo_server.url())
+
+        def conn_times(*args: object) -> None:
+            conn = rec.exchange.conn
+            seen.append((conn.connected_at if conn else None, rec.exchange.ready_at))
+
+        rec.exchange.on("response_start", conn_times)
+
     first = harness.fetch(client, echo_server.url())
-    assert first.exchange.ready_at is None
-    second: list[support.Recorder] = []
-    harness.then(lambda: second.append(harness.fetch(client, echo_server.url())))
-    conns: list[object] = []
-    harness.on_finished = lambda rec: conns.append(rec.exchange.ready_at)
+    assert first.exchange.ready_at is None  # no connection yet
+    harness.then(fetch)
+    harness.then(fetch)
     harness.run()
     after = harness.loop.time()
-    ready_first, ready_second = conns
-    assert before <= ready_first <= ready_second <= after  # type: ignore[operator]
+    (connected_1, ready_1), (connected_2, ready_2) = seen
+    assert connected_1 is not None and ready_1 is not None and ready_2 is not None
+    assert connected_1 == connected_2  # the pooled connection, made once
+    assert before <= connected_1 <= ready_1 <= ready_2 <= after
