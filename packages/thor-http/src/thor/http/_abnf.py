@@ -17,6 +17,7 @@ __all__ = [
     "OWS",
     "field_name_lower",
     "has_bad_value_bytes",
+    "is_host_value",
     "is_token",
     "parse_decimal",
     "parse_hex",
@@ -44,6 +45,17 @@ _NAME_CACHE_LIMIT = 4096
 #: validated field names mapped to their lower-case form, filled by ``field_name_lower``: hot
 #: paths look a name up here first (a hit means the name is a token) and call it on a miss
 FIELD_NAME_CACHE = _name_cache
+
+
+#: uri-host [ ":" port ] as a Host value: reg-name / IPv4 / IP-literal (RFC 9110 §7.2, 3986 §3.2.2)
+_HOST_VALUE = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+).fullmatch
+
+
+def is_host_value(value: bytes) -> bool:
+    """True when ``value`` is a valid Host field value: ``uri-host [ ":" port ]``."""
+    return _HOST_VALUE(value) is not None
 
 
 def is_token(value: bytes) -> bool:

@@ -41,7 +41,15 @@ import re
 from typing import Protocol
 
 from . import _limits
-from ._abnf import FIELD_NAME_CACHE, OWS, field_name_lower, is_token, parse_decimal, parse_hex
+from ._abnf import (
+    FIELD_NAME_CACHE,
+    OWS,
+    field_name_lower,
+    is_host_value,
+    is_token,
+    parse_decimal,
+    parse_hex,
+)
 from .error import (
     BareCRError,
     BodyTooLargeError,
@@ -91,10 +99,6 @@ _BAD_HEAD_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
 #: bytes per CRLF (one C-level pass instead of a regex scan and two counts)
 _LINE_AND_BAD_BYTES = bytes([*range(0x09), 0x0A, 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), 0x7F])
 _HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]").fullmatch
-#: uri-host [ ":" port ] as a Host value: reg-name / IPv4 / IP-literal (RFC 9110 §7.2, 3986 §3.2.2)
-_HOST_VALUE = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
-).fullmatch
 #: authority-form = uri-host ":" port, both present (RFC 9112 §3.2.3)
 _AUTHORITY = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}"
@@ -709,7 +713,7 @@ class HttpParser:
                 raise InvalidHostError(f"{hosts} Host fields")
             if host is not None:
                 if host not in _HOST_CACHE:
-                    if not _HOST_VALUE(host):
+                    if not is_host_value(host):
                         raise InvalidHostError(f"invalid Host {host!r}")
                     if len(_HOST_CACHE) < _CACHE_LIMIT:
                         _HOST_CACHE[host] = True

@@ -38,13 +38,12 @@ ignored.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from thor.events import EventEmitter
 from thor.tcp import TcpConnection
 
-from .._abnf import OWS, parse_decimal
+from .._abnf import OWS, is_host_value, parse_decimal
 from .._headers import idempotent_methods, strip_hop_by_hop
 from .._serializer import encode_chunk, request_head, trailer_section
 from ..error import (
@@ -77,8 +76,6 @@ _BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
 #: a first body chunk up to this size is joined to the head (one send)
 _JOIN_LIMIT = 64 * 1024
 _LINE_BREAKERS = (b"\r", b"\n", b"\x00")
-#: a byte that cannot be in a Host value (RFC 9110 §7.2: uri-host [ ":" port ])
-_HOST_VALUE_BAD = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]").search
 #: prepared requests by (method, uri, headers, strict request line, Connection: close)
 _Prepared = tuple["OriginType", bytes, bytes, bytes, "int | None", bool]
 _HEADS: dict[tuple[object, ...], _Prepared] = {}
@@ -364,7 +361,7 @@ class HttpClientExchange(EventEmitter):
         """
         scheme, hostname, port, authority, target = parse_uri(uri)
         if host is not None:
-            if type(host) is not bytes or not host or _HOST_VALUE_BAD(host) is not None:
+            if type(host) is not bytes or not host or not is_host_value(host):
                 raise OutputSyntaxError(f"invalid Host {host!r}")
             authority = host
         length = None
