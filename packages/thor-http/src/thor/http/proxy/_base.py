@@ -34,9 +34,16 @@ from typing import TYPE_CHECKING, Any
 from thor.events import EventEmitter
 
 from ..client import HttpClient
+from ..error import UrlError
 from ..uri import parse_uri
 from ._exchange import ProxyExchange, UpstreamLike
-from ._intermediary import TrustedHops, options_response, trace_body, upstream_fields
+from ._intermediary import (
+    TrustedHops,
+    has_content,
+    options_response,
+    trace_body,
+    upstream_fields,
+)
 
 if TYPE_CHECKING:
     from thor.loop import LoopBase
@@ -419,6 +426,26 @@ class ProxyBase(EventEmitter):
     def _resolve(self, px: ProxyExchange) -> bool:
         """Check the request target; False when the request was answered here."""
         raise NotImplementedError
+
+    def _connect_has_content(self, px: ProxyExchange) -> bool:
+        """A CONNECT with content is answered 400 (RFC 9110 §9.3.6): True when it was."""
+        if has_content(px.server_exchange.req_hdrs):
+            px.respond(400, None, [], b"CONNECT has no content\n", close=True)
+            return True
+        return False
+
+    def _absolute_form(self, px: ProxyExchange) -> bytes | None:
+        """Take an absolute-form target apart: ``px.target`` becomes its origin form and
+        ``px.host`` its authority. Its ``scheme://authority``, or None when it was answered
+        400."""
+        try:
+            scheme, _host, _port, authority, origin_form = parse_uri(px.target)
+        except UrlError:
+            px.respond(400, None, [], b"Bad request target\n", close=True)
+            return None
+        px.target = origin_form
+        px.host = authority
+        return scheme.encode("ascii") + b"://" + authority
 
     def _select(self, px: ProxyExchange) -> None:
         """Ask the selector for an upstream (the default when ``choose_upstream`` is not

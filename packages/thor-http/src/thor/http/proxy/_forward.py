@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING
 
 from thor.tcp import TcpClient
 
-from ..error import UrlError
-from ..uri import parse_uri
 from ._base import ProxyBase
-from ._intermediary import has_content
 
 if TYPE_CHECKING:
     from .._server import HttpServer
@@ -68,23 +65,17 @@ class ForwardProxy(ProxyBase):
 
     def _resolve(self, px: ProxyExchange) -> bool:
         if px.method == b"CONNECT":
-            if has_content(px.server_exchange.req_hdrs):
-                px.respond(400, None, [], b"CONNECT has no content\n", close=True)
-                return False
-            self._connect(px)
+            if not self._connect_has_content(px):
+                self._connect(px)
             return False
         target = px.target
         if target[:1] == b"/" or target == b"*":
             px.respond(400, None, [], b"A proxy request needs an absolute URL\n", close=True)
             return False
-        try:
-            scheme, _host, _port, authority, origin_form = parse_uri(target)
-        except UrlError:
-            px.respond(400, None, [], b"Bad request target\n", close=True)
+        origin = self._absolute_form(px)
+        if origin is None:
             return False
-        px.target = origin_form
-        px.host = authority
-        px.upstream = self.upstream_for_url(scheme.encode("ascii") + b"://" + authority)
+        px.upstream = self.upstream_for_url(origin)
         return True
 
     def _select(self, px: ProxyExchange) -> None:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..error import UrlError
-from ..uri import parse_uri
 from ._balance import Upstream
 from ._base import ProxyBase, StaticUpstream, _prefix, as_selector
-from ._intermediary import has_content, options_response
+from ._intermediary import options_response
 
 if TYPE_CHECKING:
     from .._server import HttpServer
@@ -79,22 +77,13 @@ class ReverseProxy(ProxyBase):
         if target[:1] == b"/":
             return True
         if px.method == b"CONNECT":
-            if has_content(px.server_exchange.req_hdrs):
-                px.respond(400, None, [], b"CONNECT has no content\n", close=True)
-                return False
-            px.respond(405, None, [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS")])
+            if not self._connect_has_content(px):
+                px.respond(405, None, [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS")])
             return False
         if target == b"*":
             px.respond(200, None, options_response())
             return False
-        try:
-            _scheme, _host, _port, authority, origin_form = parse_uri(target)
-        except UrlError:
-            px.respond(400, None, [], b"Bad request target\n", close=True)
-            return False
-        px.target = origin_form
-        px.host = authority
-        return True
+        return self._absolute_form(px) is not None
 
     def _select(self, px: ProxyExchange) -> None:
         selector = self.selector
