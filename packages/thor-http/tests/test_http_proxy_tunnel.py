@@ -205,6 +205,30 @@ def test_forward_proxy_absolute_form(harness: Harness) -> None:
     assert len(seen.requests) == 1
 
 
+def test_a_bad_absolute_form_target_is_400_and_closes(harness: Harness) -> None:
+    """Both proxies answer an absolute-form target they cannot take apart (a port out of range,
+    an unclosed IPv6 literal, an empty host) 400 with Connection: close."""
+    seen = ps.Seen()
+    origin = harness.server(ps.inspecting_handler(seen))
+    forward_front, _forward = ps.make_proxy(harness, cls=ForwardProxy)
+    reverse_front, _reverse = ps.make_proxy(harness, ps.origin_url(origin))
+
+    def client() -> list[tuple[bytes, bytes, list[bytes], bool]]:
+        out = []
+        for server in (forward_front, reverse_front):
+            for target in (b"http://example:99999/", b"http://[::1/", b"http:///p"):
+                sock = ps.raw_request(
+                    harness, server, b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % target
+                )
+                response = support.ResponseReader(sock).read()
+                closed = support.closed_by_peer(sock)
+                out.append((response.status, response.body, response.header(b"connection"), closed))
+        return out
+
+    assert harness.client(client) == [(b"400", b"Bad request target\n", [b"close"], True)] * 6
+    assert not seen.requests
+
+
 def echo_tcp_server(harness: Harness) -> TcpServer:
     """A raw TCP server echoing what it receives, upper-cased."""
     server = TcpServer(b"127.0.0.1", 0, loop=harness.loop)
