@@ -50,7 +50,7 @@ from ._config import (
 )
 from ._reload import SwitchableBalancer
 from ._serve import add_common_server_options, make_server, worker_header
-from ._workers import Supervisor, worker_from_env
+from ._workers import Supervisor, WorkerInfo, worker_from_env
 
 if TYPE_CHECKING:
     from thor.loop import LoopBase
@@ -309,6 +309,12 @@ def _trusted_hops(text: str) -> tuple[str, ...]:
     return hops
 
 
+def _reverse_what(config: ProxyConfig) -> str:
+    """How the reverse proxy is announced: ``reverse proxy to URL, URL...``."""
+    names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
+    return f"reverse proxy to {names}"
+
+
 def _restart_only(config: ProxyConfig) -> dict[str, object]:
     """What a reload cannot change, by name (compared to say what needs a restart)."""
     limits = {
@@ -421,7 +427,7 @@ class _ProxyRunner:
         self.server: HttpServer | None = None
         self.client: HttpClient | None = None
 
-    def run(self, host: bytes, port: int, worker: Any) -> int:
+    def run(self, host: bytes, port: int, worker: WorkerInfo | None) -> int:
         """Serve until shut down; returns the exit status.
 
         Raises:
@@ -442,7 +448,7 @@ class _ProxyRunner:
                 self.log_stream.close()
             self.loop.close()
 
-    def _run(self, host: bytes, port: int, worker: Any) -> int:
+    def _run(self, host: bytes, port: int, worker: WorkerInfo | None) -> int:
         from ..proxy import ForwardProxy, ReverseProxy  # noqa: PLC0415
 
         args, config, loop = self.args, self.config, self.loop
@@ -450,14 +456,7 @@ class _ProxyRunner:
         # limits are read when a server is made (its parser class): a subclass carries them;
         # timeouts are read as they are used, so they go on the instance (and reload there)
         limits = {k: v for k, v in settings.items() if k not in TIMEOUTS.values()}
-        server = make_server(
-            host,
-            port,
-            loop,
-            worker=worker is not None,
-            sock=worker.listen_socket() if worker is not None else None,
-            server_class=_server_class(limits),
-        )
+        server = make_server(host, port, loop, worker, _server_class(limits))
         _apply(server, {k: v for k, v in settings.items() if k in TIMEOUTS.values()})
         client = _make_client(loop, config)
         self.server, self.client = server, client
@@ -481,8 +480,7 @@ class _ProxyRunner:
                 router.close()
                 raise
             self.balancer = SwitchableBalancer(proxy, router)
-            names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
-            what = f"reverse proxy to {names}"
+            what = _reverse_what(config)
         proxy.on("error", self.proxy_error)
         log_target = args.access_log or config.access_log
         if log_target:
@@ -608,11 +606,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
     workers = args.workers or config.workers or 1
     worker = worker_from_env()
     if worker is None and workers > 1:
-        if args.forward:
-            what = "forward proxy"
-        else:
-            names = ", ".join(s.url for g in config.groups.values() for s in g.servers)
-            what = f"reverse proxy to {names}"
+        what = "forward proxy" if args.forward else _reverse_what(config)
         return Supervisor(
             argv,
             workers,

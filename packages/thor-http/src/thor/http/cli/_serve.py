@@ -18,7 +18,7 @@ from ._common import (
     run_until_shutdown,
 )
 from ._static import StaticFiles, hello_world
-from ._workers import Supervisor, worker_from_env
+from ._workers import Supervisor, WorkerInfo, worker_from_env
 
 if TYPE_CHECKING:
     from .._headers import RawHeaderListType
@@ -81,26 +81,23 @@ def make_server(
     host: bytes,
     port: int,
     loop: thor.loop.LoopBase,
-    *,
-    worker: bool,
-    sock: object = None,
+    worker: WorkerInfo | None,
     server_class: type[HttpServer] | None = None,
 ) -> HttpServer:
-    """An HttpServer (or ``server_class``) on ``host:port`` (SO_REUSEPORT in a worker, or the
-    inherited listening socket ``sock``).
+    """An HttpServer (or ``server_class``) on ``host:port``: in a ``worker``, the listening
+    socket it inherited or else an SO_REUSEPORT one of its own.
 
     Raises:
         CliError: the address cannot be used (in use, not local, no permission).
     """
-    import socket  # noqa: PLC0415
-
     from ..server import HttpServer  # noqa: PLC0415
 
     cls = server_class or HttpServer
+    sock = worker.listen_socket() if worker is not None else None
     try:
-        if isinstance(sock, socket.socket):
+        if sock is not None:
             return cls(host, port, loop, sock=sock)
-        return cls(host, port, loop, reuse_port=worker)
+        return cls(host, port, loop, reuse_port=worker is not None)
     except (OSError, UnicodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise CliError(f"cannot listen on {format_address(host, port)}: {reason}") from None
@@ -136,13 +133,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     loop = thor.loop.make()
     server = None
     try:
-        server = make_server(
-            host,
-            port,
-            loop,
-            worker=worker is not None,
-            sock=worker.listen_socket() if worker is not None else None,
-        )
+        server = make_server(host, port, loop, worker)
         extra = worker_header(args.worker_header)
         if root is not None:
             server.on("exchange", StaticFiles(root, loop, extra))
