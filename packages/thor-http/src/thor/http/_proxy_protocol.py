@@ -189,18 +189,13 @@ class ProxyHeaderParser:
         if not buffer.startswith(_V1_PREFIX[: len(buffer)]):
             raise ProxyProtocolError("PROXY_NO_HEADER", f"starts with {buffer[:16]!r}")
         end = buffer.find(b"\r\n", 0, V1_MAX_LENGTH)
-        if end >= 0:
-            line = buffer[:end]
-            if line.translate(None, _V1_LINE_BYTES):
-                raise ProxyProtocolError("PROXY_SYNTAX", f"bad byte in {line!r}")
-            return _parse_v1(line)
-        # not complete: reject at once what can never be part of a line (control bytes,
+        # complete or not, reject at once what can never be part of a line (control bytes,
         # binary, a CR not followed by LF) rather than wait for more
-        line = buffer[:V1_MAX_LENGTH]
-        if line.endswith(b"\r"):  # the CRLF may arrive split
-            line = line[:-1]
+        line = buffer[:end] if end >= 0 else buffer[:V1_MAX_LENGTH].removesuffix(b"\r")
         if line.translate(None, _V1_LINE_BYTES):
             raise ProxyProtocolError("PROXY_SYNTAX", f"bad byte in {line!r}")
+        if end >= 0:
+            return _parse_v1(line)
         if len(buffer) >= V1_MAX_LENGTH:
             raise ProxyProtocolError("PROXY_TOO_LONG", f"no CRLF in {V1_MAX_LENGTH} bytes")
         return None
