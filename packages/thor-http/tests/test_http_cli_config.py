@@ -10,7 +10,7 @@ import pytest
 import thor.loop
 from thor.http.cli import build_parser
 from thor.http.cli._config import ConfigError, load_config, parse_config
-from thor.http.cli._proxy import build_router
+from thor.http.cli._proxy import _restart_only, build_router
 from thor.http.client import HttpClient
 
 GOOD = textwrap.dedent(
@@ -313,3 +313,19 @@ def test_the_proxy_table_is_checked() -> None:
     assert "proxy.trusted_hops[1]: expected an address or a network, not 'nowhere'" in found[1]
     assert "proxy.forwarded: expected true or false" in found[2]
     assert "proxy.magic: unknown key" in found[3]
+
+
+@pytest.mark.parametrize(
+    ("table", "changed"),
+    [
+        ("[proxy]\nproxy_protocol = true\n", ["proxy"]),  # the listener's server class
+        ("[proxy]\npreserve_host = true\n", ["proxy"]),
+        ("[limits]\nmax_fields = 50\n", ["limits"]),
+        ("[timeouts]\nidle = 5\n", []),  # timeouts are set on the running server
+    ],
+)
+def test_a_reload_names_what_needs_a_restart(table: str, changed: list[str]) -> None:
+    upstreams = '[upstreams.a]\nservers = ["http://h:1"]\n'
+    before = _restart_only(parse_config(upstreams))
+    after = _restart_only(parse_config(table + upstreams))
+    assert [name for name in before if before[name] != after[name]] == changed
