@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tls_fixtures
 import trustme
+from tls_fixtures import run, stop_when_idle
 
 import thor.loop
 import thor.tls._context as tls_context
@@ -25,7 +27,7 @@ from thor.loop import LoopBase
 from thor.tcp import TcpConnection, TcpServer, server_listen_unix
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
-# -- helpers (each test_tls_* file carries its own: test modules cannot import each other) ------
+# -- helpers (the shared ones are in tls_fixtures.py) -------------------------------------------
 
 
 @pytest.fixture
@@ -35,14 +37,11 @@ def loop() -> Iterator[LoopBase]:
     new_loop.close()
 
 
-class Pki:
+class Pki(tls_fixtures.Pki):
     """A CA with a good, a badly named and an expired server certificate; and a second CA."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.ca = trustme.CA()
-        self.ca_file = self.write("ca.pem", self.ca.cert_pem)
-        self.cert_file = self.issue("server.pem", "localhost", "127.0.0.1")
+        super().__init__(directory)
         self.other_name_file = self.issue("other.pem", "other.example")
         now = datetime.datetime.now(datetime.timezone.utc)
         self.expired_file = self.issue(
@@ -54,42 +53,10 @@ class Pki:
         )
         self.other_ca_file = self.write("other-ca.pem", trustme.CA().cert_pem)
 
-    def write(self, name: str, blob: trustme.Blob) -> str:
-        path = str(self.directory / name)
-        blob.write_to_path(path)
-        return path
-
-    def issue(self, file_name: str, *names: str, **options: Any) -> str:
-        cert = self.ca.issue_cert(*names, **options)
-        return self.write(file_name, cert.private_key_and_cert_chain_pem)
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
-
-
-def run(loop: LoopBase, seconds: float = 10.0, what: str = "the exchange did not finish") -> None:
-    """Run ``loop`` until something stops it; fail the test if ``seconds`` pass first."""
-    expired: list[str] = []
-
-    def expire() -> None:
-        expired.append(repr(loop.registered_fd_handlers()))
-        loop.stop()
-
-    watchdog = loop.schedule(seconds, expire)
-    loop.run()
-    watchdog.delete()
-    if expired:
-        pytest.fail(f"timed out after {seconds} s: {what}; registered: {expired[0]}")
-
-
-def stop_when_idle(loop: LoopBase, keep: int = 0) -> None:
-    """Stop ``loop`` once no fd (but ``keep``) is registered any more (sockets closed)."""
-    if loop.fd_count() > keep:
-        loop.schedule(0.005, stop_when_idle, loop, keep)
-    else:
-        loop.stop()
 
 
 def loopback(port: int) -> tuple[Any, ...]:

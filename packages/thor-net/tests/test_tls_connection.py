@@ -14,17 +14,16 @@ import socket
 import ssl
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
+from tls_fixtures import Pki, run, stop_when_idle
 
 import thor.loop
 from thor.loop import LoopBase
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
-# -- helpers (each test_tls_* file carries its own: test modules cannot import each other) ------
+# -- helpers (the shared ones are in tls_fixtures.py) -------------------------------------------
 
 
 @pytest.fixture(params=thor.loop.available_backends())
@@ -35,44 +34,9 @@ def loop(request: pytest.FixtureRequest) -> Iterator[LoopBase]:
     new_loop.close()
 
 
-class Pki:
-    """A CA and a server certificate for localhost and 127.0.0.1, as files."""
-
-    def __init__(self, directory: Path) -> None:
-        self.ca = trustme.CA()
-        self.ca_file = str(directory / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_file)
-        self.cert_file = str(directory / "server.pem")
-        cert = self.ca.issue_cert("localhost", "127.0.0.1")
-        cert.private_key_and_cert_chain_pem.write_to_path(self.cert_file)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
-
-
-def run(loop: LoopBase, seconds: float = 10.0, what: str = "the exchange did not finish") -> None:
-    """Run ``loop`` until something stops it; fail the test if ``seconds`` pass first."""
-    expired: list[str] = []
-
-    def expire() -> None:
-        expired.append(repr(loop.registered_fd_handlers()))
-        loop.stop()
-
-    watchdog = loop.schedule(seconds, expire)
-    loop.run()
-    watchdog.delete()
-    if expired:
-        pytest.fail(f"timed out after {seconds} s: {what}; registered: {expired[0]}")
-
-
-def stop_when_idle(loop: LoopBase) -> None:
-    """Stop ``loop`` once no fd is registered any more (every socket closed)."""
-    if loop.fd_count():
-        loop.schedule(0.005, stop_when_idle, loop)
-    else:
-        loop.stop()
 
 
 def record_and_stop(loop: LoopBase, log: list[str], entry: str) -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
+import tls_fixtures
+from tls_fixtures import run, stop_when_idle
 
 import thor.loop
 from thor.loop import LoopBase
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
-# -- helpers (each test_tls_* file carries its own: test modules cannot import each other) ------
+# -- helpers (the shared ones are in tls_fixtures.py) -------------------------------------------
 
 
 @pytest.fixture
@@ -33,51 +34,19 @@ def loop() -> Iterator[LoopBase]:
     new_loop.close()
 
 
-class Pki:
+class Pki(tls_fixtures.Pki):
     """A CA; certificates for localhost, alpha.test, beta.test and *.wild.test."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.ca = trustme.CA()
-        self.ca_file = str(directory / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_file)
-        self.cert_file = self.issue("server.pem", "localhost", "127.0.0.1")
+        super().__init__(directory)
         self.alpha_file = self.issue("alpha.pem", "alpha.test")
         self.beta_file = self.issue("beta.pem", "beta.test")
         self.wild_file = self.issue("wild.pem", "*.wild.test")
-
-    def issue(self, file_name: str, *names: str) -> str:
-        path = str(self.directory / file_name)
-        self.ca.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(path)
-        return path
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
-
-
-def run(loop: LoopBase, seconds: float = 10.0, what: str = "the exchange did not finish") -> None:
-    """Run ``loop`` until something stops it; fail the test if ``seconds`` pass first."""
-    expired: list[str] = []
-
-    def expire() -> None:
-        expired.append(repr(loop.registered_fd_handlers()))
-        loop.stop()
-
-    watchdog = loop.schedule(seconds, expire)
-    loop.run()
-    watchdog.delete()
-    if expired:
-        pytest.fail(f"timed out after {seconds} s: {what}; registered: {expired[0]}")
-
-
-def stop_when_idle(loop: LoopBase) -> None:
-    """Stop ``loop`` once no fd is registered any more (every socket closed)."""
-    if loop.fd_count():
-        loop.schedule(0.005, stop_when_idle, loop)
-    else:
-        loop.stop()
 
 
 def shut_down(server: TlsServer) -> None:

@@ -278,15 +278,7 @@ class TcpConnection(EventSource):
             else:
                 buffer[0] = memoryview(head)[sent:]
                 sent = 0
-        if not buffer:
-            self._set_mask(self._mask & ~FD_WRITABLE)
-            if self._state == _FLUSHING:
-                self._shutdown_output()
-        if self._output_paused and self._buffered <= self.write_bufsize // 2:
-            self._output_paused = False
-            self.emit("pause", False)
-        if self.listener_count("sent"):
-            self.emit("sent")
+        self._queue_sent()
 
     def handle_fd_error(self) -> None:
         """The socket reported an error: fail with its SO_ERROR."""
@@ -324,6 +316,19 @@ class TcpConnection(EventSource):
             self._mask = mask
             if self._registered:
                 self.loop._fd_set_mask(self._fd, mask)
+
+    def _queue_sent(self) -> None:
+        """After queued bytes went out: when the queue is empty stop write interest (and send our
+        FIN if closing); un-pause the writer once half drained; emit ``'sent'``."""
+        if not self._buffer:
+            self._set_mask(self._mask & ~FD_WRITABLE)
+            if self._state == _FLUSHING:
+                self._shutdown_output()
+        if self._output_paused and self._buffered <= self.write_bufsize // 2:
+            self._output_paused = False
+            self.emit("pause", False)
+        if self.listener_count("sent"):
+            self.emit("sent")
 
     def _drain_discarding(self) -> None:
         """After our close(): read and drop what the peer still sends, until its FIN."""

@@ -383,15 +383,7 @@ class TlsConnection(TcpConnection):
             buffer[0] = memoryview(head)[sent:]
         if buffer:
             self._set_mask(self._mask | FD_WRITABLE)
-        else:
-            self._set_mask(self._mask & ~FD_WRITABLE)
-            if self._state == _FLUSHING:
-                self._shutdown_output()
-        if self._output_paused and self._buffered <= self.write_bufsize // 2:
-            self._output_paused = False
-            self.emit("pause", False)
-        if self.listener_count("sent"):
-            self.emit("sent")
+        self._queue_sent()
         return None
 
     def _drain_discarding(self) -> None:
