@@ -31,8 +31,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .._abnf import FIELD_NAME_CACHE, OWS
-from .._headers import hop_by_hop_hdrs
+from .._abnf import FIELD_NAME_CACHE, OWS, is_token, parse_decimal
+from .._headers import hop_by_hop_hdrs, strip_hop_by_hop
 
 if TYPE_CHECKING:
     from .._headers import RawHeaderListType
@@ -77,9 +77,6 @@ _HOP_BY_HOP = frozenset(hop_by_hop_hdrs)
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade", b"content-length"))
 #: fields never forwarded as trailers (framing, routing, controls: RFC 9110 §6.5.1)
 _TRAILER_DROP = _HOP_BY_HOP | {b"content-length", b"host", b"content-type", b"max-forwards"}
-_TOKEN_BYTES = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
 
 
 class TrustedHops:
@@ -130,11 +127,7 @@ def forwarded_node(host: str) -> bytes:
     if ":" in host:
         return b'"[' + host.encode("ascii", "replace") + b']"'
     node = host.encode("ascii", "replace")
-    return node if _is_token(node) else _quote(node)
-
-
-def _is_token(value: bytes) -> bool:
-    return bool(value) and _TOKEN_BYTES.issuperset(value)
+    return node if is_token(node) else _quote(node)
 
 
 def _quote(value: bytes) -> bytes:
@@ -265,7 +258,7 @@ _OURS_LIMIT = 4096
 def _our_entries(client_host: str, host: bytes | None, proto: bytes) -> tuple[bytes, bytes]:
     element = b"for=" + forwarded_node(client_host) + b";proto=" + proto
     if host:
-        element += b";host=" + (host if _is_token(host) else _quote(host))
+        element += b";host=" + (host if is_token(host) else _quote(host))
     return element, client_host.encode("ascii", "replace")
 
 
@@ -284,24 +277,13 @@ def has_content(headers: RawHeaderListType) -> bool:
 
 def max_forwards(value: bytes) -> int | None:
     """A Max-Forwards value (decimal digits), or None when it is not one."""
-    value = value.strip(OWS)
-    if value.isdigit() and len(value) <= 18:
-        return int(value)
-    return None
+    return parse_decimal(value.strip(OWS))
 
 
 def strip_response(headers: RawHeaderListType) -> RawHeaderListType:
-    """``headers`` without hop-by-hop fields and those a Connection field names."""
-    drop: set[bytes] | None = None
-    for name, value in headers:
-        if name.lower() == b"connection":
-            if drop is None:
-                drop = set(_HOP_BY_HOP)
-            drop.update(token.strip(OWS).lower() for token in value.split(b","))
-    if drop is None:
-        drop = set(_HOP_BY_HOP)
-    drop.discard(b"content-length")
-    return [field for field in headers if field[0].lower() not in drop]
+    """``headers`` without hop-by-hop fields and those a Connection field names (never
+    Content-Length)."""
+    return strip_hop_by_hop(headers)
 
 
 def clean_trailers(trailers: RawHeaderListType) -> RawHeaderListType:
