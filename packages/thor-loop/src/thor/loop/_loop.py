@@ -256,7 +256,7 @@ class LoopBase(EventEmitter):
                 now = last_poll = monotonic()
             if events:  # timers are then checked against the time the poll returned
                 if self.debug:
-                    self._dispatch_batch(events)
+                    self._dispatch_debug(events)
                 else:
                     dispatch(events)
             if heap and heap[0][0] <= now + 1e-6:
@@ -283,16 +283,13 @@ class LoopBase(EventEmitter):
                 if not self.running:  # a callback may have stopped the loop
                     break  # type: ignore[unreachable]
 
-    def _dispatch_batch(self, events: list[Any]) -> None:
-        if self.debug:
-            started = _time.perf_counter()
-            profile = self._start_profile()
-            try:
-                self._dispatch(events)
-            finally:
-                self._check_slow(started, profile, "long fd delay ({:.2f})")
-        else:
+    def _dispatch_debug(self, events: list[Any]) -> None:
+        started = _time.perf_counter()
+        profile = self._start_profile()
+        try:
             self._dispatch(events)
+        finally:
+            self._check_slow(started, profile, "long fd delay ({:.2f})")
 
     def _run_ready_debug(self) -> None:
         ready = self._ready

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from thor.events import EventEmitter
 
 from . import _default
-from ._registration import EVENT_MASKS, events_to_mask
+from ._registration import events_to_mask
 
 if TYPE_CHECKING:
     from ._loop import LoopBase
@@ -59,9 +59,7 @@ class EventSource(EventEmitter):
 
     def event_add(self, event: str) -> None:
         """Add an event to the interesting ones (applied at once if an fd is watched)."""
-        mask = EVENT_MASKS.get(event)
-        if mask is None:
-            events_to_mask(event)  # raises the ValueError
+        events_to_mask(event)  # rejects unknown names
         self._interesting_events.add(event)
         self._apply_interest()
 
