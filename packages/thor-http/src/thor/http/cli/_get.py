@@ -23,7 +23,12 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import thor.loop
 
 from .._abnf import parse_decimal
-from ..client.__main__ import _header_arg, _Printer
+from ..client.__main__ import (
+    ResponsePrinter,
+    add_fetch_arguments,
+    describe_error,
+    fetch_client,
+)
 from ..error import HttpError, UrlError
 from ..uri import parse_uri
 from ._common import CliError
@@ -48,21 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="FILE",
         help="save the body to FILE (a progress bar on a terminal); '-' for stdout",
     )
-    parser.add_argument("-X", "--method", default="GET", help="request method (GET)")
-    parser.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        type=_header_arg,
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="request header field (repeatable)",
-    )
-    parser.add_argument("-k", "--insecure", action="store_true", help="accept any certificate")
-    parser.add_argument("--ca-file", help="PEM file of the CAs to trust for HTTPS")
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="connect and read timeout, seconds (10)"
-    )
+    add_fetch_arguments(parser)
 
 
 def url_arg(text: str) -> str:
@@ -175,8 +166,7 @@ class Saver:
 
     def error(self, err: HttpError) -> None:
         """The exchange failed."""
-        detail = f" ({err.detail})" if err.detail else ""
-        self.failure = f"{err.desc}{detail}"
+        self.failure = describe_error(err)
         self.loop.stop()
 
     def finish(self) -> None:
@@ -199,18 +189,10 @@ class Saver:
 def run(args: argparse.Namespace) -> int:
     """Run ``thor get`` with parsed ``args``."""
     loop = thor.loop.make()
-    from ..client import HttpClient  # noqa: PLC0415
-
-    client = HttpClient(loop)
-    client.careful = False  # show what the server sent, as the client command does
-    client.connect_timeout = args.timeout
-    client.connect_attempts = 1
-    client.retry_limit = 0
-    client.tls_verify = not args.insecure
-    client.tls_ca_file = args.ca_file
+    client = fetch_client(args, loop)
     exchange = client.exchange()
-    failure: list[str] = []
     saver: Saver | None = None
+    printer: ResponsePrinter | None = None
     if args.output is not None:
         saver = Saver(args.output, loop, show_progress=sys.stderr.isatty())
         exchange.on("response_start", saver.start)
@@ -218,31 +200,14 @@ def run(args: argparse.Namespace) -> int:
         exchange.on("response_done", saver.done)
         exchange.on("error", saver.error)
     else:
-        printer = _Printer(sys.stdout.buffer, loop)
-
-        def final(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
-            printer.version = exchange.res_version or b"1.1"
-            printer.head(status, phrase, headers)
-
-        def interim(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
-            conn = exchange.conn
-            printer.version = (conn.res_version if conn is not None else None) or b"1.1"
-            printer.head(status, phrase, headers)
-
-        def error(err: HttpError) -> None:
-            detail = f" ({err.detail})" if err.detail else ""
-            failure.append(f"{err.desc}{detail}")
-            loop.stop()
-
-        exchange.on("response_nonfinal", interim)
-        exchange.on("response_start", final)
-        exchange.on("response_body", printer.response_body)
-        exchange.on("response_done", printer.response_done)
-        exchange.on("error", error)
+        printer = ResponsePrinter(sys.stdout.buffer, loop)
+        printer.attach(exchange)
     url = args.url.encode("utf-8", "surrogateescape")
     try:
         exchange.request_start(args.method.encode("latin-1"), url, args.header)
-        if not failure and (saver is None or saver.failure is None):
+        if (printer is None or printer.failure is None) and (
+            saver is None or saver.failure is None
+        ):
             exchange.request_done([])
             loop.run()
     except BaseException:
@@ -254,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
             saver.finish()
         client.close()
         loop.close()
-    message = failure[0] if failure else saver.failure if saver is not None else None
+    if printer is not None and printer.failure is not None:
+        raise CliError(describe_error(printer.failure))
+    message = saver.failure if saver is not None else None
     if message is not None:
         raise CliError(message)
     return 0

@@ -18,6 +18,7 @@ import thor.loop
 from .._headers import RawHeaderListType
 from ..error import HttpError
 from ._client import HttpClient
+from ._exchange import HttpClientExchange
 
 
 def _header_arg(text: str) -> tuple[bytes, bytes]:
@@ -27,12 +28,9 @@ def _header_arg(text: str) -> tuple[bytes, bytes]:
     return name.strip().encode("latin-1"), value.strip().encode("latin-1")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m thor.http.client",
-        description="Fetch an http(s) URL with thor and print the response.",
-    )
-    parser.add_argument("url", help="the absolute http:// or https:// URL")
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the request options (``-X``, ``-H``, ``-k``, ``--ca-file``, ``--timeout``) to
+    ``parser``; shared with ``thor get``."""
     parser.add_argument("-X", "--method", default="GET", help="request method (GET)")
     parser.add_argument(
         "-H",
@@ -53,34 +51,84 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="connect and read timeout, seconds (10)"
     )
+
+
+def fetch_client(args: argparse.Namespace, loop: thor.loop.LoopBase) -> HttpClient:
+    """An HttpClient set up from ``add_fetch_arguments``' options: one attempt, no retry, and
+    sloppy responses shown rather than refused (as thor 0.17's demo did)."""
+    client = HttpClient(loop)
+    client.careful = False
+    client.connect_timeout = args.timeout
+    client.connect_attempts = 1
+    client.retry_limit = 0
+    client.tls_verify = not args.insecure
+    client.tls_ca_file = args.ca_file
+    return client
+
+
+def describe_error(err: HttpError) -> str:
+    """``desc (detail)``: the one line a command prints for a failed fetch."""
+    return f"{err.desc} ({err.detail})" if err.detail else err.desc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m thor.http.client",
+        description="Fetch an http(s) URL with thor and print the response.",
+    )
+    parser.add_argument("url", help="the absolute http:// or https:// URL")
+    add_fetch_arguments(parser)
     return parser
 
 
-class _Printer:
-    """Writes the response to ``out`` and remembers how the fetch ended."""
+class ResponsePrinter:
+    """Writes an exchange's response to ``out`` (status line, fields as received, an empty line,
+    the body; interim responses the same way) and remembers how the fetch ended
+    (``failure``); stops ``loop`` at the end. Shared with ``thor get``."""
 
     def __init__(self, out: BinaryIO, loop: thor.loop.LoopBase) -> None:
         self.out = out
         self.loop = loop
         self.failure: HttpError | None = None
-        self.version = b"1.1"
 
-    def head(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
-        lines = [b"HTTP/%s %s %s\n" % (self.version, status, phrase)]
+    def attach(self, exchange: HttpClientExchange) -> None:
+        """Print what ``exchange`` receives."""
+
+        def final(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
+            self.head(exchange.res_version, status, phrase, headers)
+
+        def interim(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
+            conn = exchange.conn
+            self.head(conn.res_version if conn is not None else None, status, phrase, headers)
+
+        exchange.on("response_nonfinal", interim)
+        exchange.on("response_start", final)
+        exchange.on("response_body", self.response_body)
+        exchange.on("response_done", self.response_done)
+        exchange.on("error", self.error)
+
+    def head(
+        self, version: bytes | None, status: bytes, phrase: bytes, headers: RawHeaderListType
+    ) -> None:
+        """Write a response head."""
+        lines = [b"HTTP/%s %s %s\n" % (version or b"1.1", status, phrase)]
         lines += [b"%s:%s\n" % field for field in headers]
         lines.append(b"\n")
         self.out.write(b"".join(lines))
 
     def response_body(self, chunk: bytes) -> None:
+        """Write part of the body."""
         self.out.write(chunk)
 
     def response_done(self, trailers: RawHeaderListType) -> None:
+        """Write the trailers, if any; stop the loop."""
         if trailers:
             self.out.write(b"".join(b"%s:%s\n" % field for field in trailers))
         self.out.flush()
         self.loop.stop()
 
     def error(self, err: HttpError) -> None:
+        """Remember the failure; stop the loop."""
         self.failure = err
         self.loop.stop()
 
@@ -90,30 +138,10 @@ def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
     args = _parser().parse_args(argv)
     out = out if out is not None else sys.stdout.buffer
     loop = thor.loop.make()
-    client = HttpClient(loop)
-    client.careful = False  # show what the server sent, as thor 0.17's demo did
-    client.connect_timeout = args.timeout
-    client.connect_attempts = 1
-    client.retry_limit = 0
-    client.tls_verify = not args.insecure
-    client.tls_ca_file = args.ca_file
-    printer = _Printer(out, loop)
+    client = fetch_client(args, loop)
+    printer = ResponsePrinter(out, loop)
     exchange = client.exchange()
-
-    def final(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
-        printer.version = exchange.res_version or b"1.1"
-        printer.head(status, phrase, headers)
-
-    def interim(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
-        conn = exchange.conn
-        printer.version = (conn.res_version if conn is not None else None) or b"1.1"
-        printer.head(status, phrase, headers)
-
-    exchange.on("response_nonfinal", interim)
-    exchange.on("response_start", final)
-    exchange.on("response_body", printer.response_body)
-    exchange.on("response_done", printer.response_done)
-    exchange.on("error", printer.error)
+    printer.attach(exchange)
     url = args.url.encode("utf-8", "surrogateescape")
     exchange.request_start(args.method.encode("latin-1"), url, args.header)
     if printer.failure is None:
@@ -122,9 +150,7 @@ def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
     client.close()
     loop.close()
     if printer.failure is not None:
-        err = printer.failure
-        detail = f" ({err.detail})" if err.detail else ""
-        print(f"thor.http.client: {err.desc}{detail}", file=sys.stderr)
+        print(f"thor.http.client: {describe_error(printer.failure)}", file=sys.stderr)
         return 1
     return 0
 
