@@ -177,9 +177,7 @@ class TcpConnection(EventSource):
         except _BLOCKING:
             sent = 0
         except OSError as exc:
-            # report the failure from the loop, not from inside the caller's write()
-            self.error = exc
-            self.loop.schedule(0, self._fail, exc)
+            self._fail_later(exc)
             return
         if sent < size:
             if type(data) is not bytes:
@@ -375,6 +373,11 @@ class TcpConnection(EventSource):
         else:
             self._set_mask(FD_READABLE | FD_CLOSE)
         self._close_timer = self.loop.schedule(self.close_timeout, self._close_socket)
+
+    def _fail_later(self, exc: OSError) -> None:
+        """A write failed: report it from the loop, not from inside the caller's ``write()``."""
+        self.error = exc
+        self.loop.schedule(0, self._fail, exc)
 
     def _fail(self, exc: OSError) -> None:
         if self._state == _CLOSED:

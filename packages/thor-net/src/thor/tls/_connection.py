@@ -164,9 +164,7 @@ class TlsConnection(TcpConnection):
                     self.emit("pause", True)
                 return
             except OSError as exc:
-                # report the failure from the loop, not from inside the caller's write()
-                self.error = exc
-                self.loop.schedule(0, self._fail, exc)
+                self._fail_later(exc)
                 return
             if self.listener_count("sent"):
                 self.emit("sent")
@@ -176,9 +174,7 @@ class TlsConnection(TcpConnection):
         self._buffered = size
         failure = self._send_head()
         if failure is not None:
-            # report the failure from the loop, not from inside the caller's write()
-            self.error = failure
-            self.loop.schedule(0, self._fail, failure)
+            self._fail_later(failure)
             return
         if not self._output_paused and self._buffered > self.write_bufsize:
             self._output_paused = True
