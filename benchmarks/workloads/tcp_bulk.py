@@ -31,6 +31,7 @@ uvloop reads into its own buffer.
 from __future__ import annotations
 
 import _common as c
+from tcp_echo import thor_connect_and_run, thor_server
 
 MIB = 1 << 20
 
@@ -80,12 +81,10 @@ class Counter:
 
 def thor_bulk(args, total: int, warmup: int, chunk: bytes) -> dict:
     import thor.loop
-    from thor.tcp import TcpClient, TcpServer
 
     loop = thor.loop.make()
     counter = Counter(total, warmup, loop.stop)
     conns: list = []
-    failed: list = []
     pauses = [0]
 
     def accepted(conn) -> None:
@@ -93,9 +92,7 @@ def thor_bulk(args, total: int, warmup: int, chunk: bytes) -> dict:
         conn.on("data", counter.data)
         conn.pause(False)
 
-    server = TcpServer(b"127.0.0.1", 0, loop=loop)
-    server.on("connect", accepted)
-    port = server.sock.getsockname()[1]
+    server, port = thor_server(loop, accepted)
 
     def connected(conn) -> None:
         conns.append(conn)
@@ -124,18 +121,7 @@ def thor_bulk(args, total: int, warmup: int, chunk: bytes) -> dict:
         conn.on("pause", pause)
         pump()
 
-    def connect_error(*err) -> None:
-        failed.append(err)
-        loop.stop()
-
-    client = TcpClient(loop)
-    client.on("connect", connected)
-    client.on("connect_error", connect_error)
-    client.connect(b"127.0.0.1", port)
-    loop.schedule(args.timeout, loop.stop)  # safety net
-    loop.run()
-    if failed:
-        raise SystemExit(f"connect_error {failed[0]}")
+    thor_connect_and_run(loop, port, connected, args.timeout)
     for conn in conns:
         conn.abort()
     server.shutdown()

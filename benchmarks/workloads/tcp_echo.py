@@ -24,24 +24,52 @@ import _common as c
 from echo import MSG, SIZE, Meter, asyncio_echo
 
 
+def thor_server(loop, accepted):
+    """A thor.tcp TcpServer on 127.0.0.1 (any port) calling ``accepted`` on 'connect'; returns it
+    and its port (ours reports the bound port; 0.17 keeps the port it was given, 0: ask the
+    socket). Shared with tcp_bulk and tcp_slow_reader."""
+    from thor.tcp import TcpServer
+
+    server = TcpServer(b"127.0.0.1", 0, loop=loop)
+    server.on("connect", accepted)
+    return server, server.sock.getsockname()[1]
+
+
+def thor_connect_and_run(loop, port: int, connected, timeout: float) -> None:
+    """Connect a thor.tcp TcpClient to ``port`` (``connected`` on 'connect') and run ``loop``
+    until something stops it, or ``timeout`` seconds (a safety net); SystemExit on
+    'connect_error'. Shared with tcp_bulk and tcp_slow_reader."""
+    from thor.tcp import TcpClient
+
+    failed: list = []
+
+    def connect_error(*err) -> None:
+        failed.append(err)
+        loop.stop()
+
+    client = TcpClient(loop)
+    client.on("connect", connected)
+    client.on("connect_error", connect_error)
+    client.connect(b"127.0.0.1", port)
+    loop.schedule(timeout, loop.stop)  # safety net
+    loop.run()
+    if failed:
+        raise SystemExit(f"connect_error {failed[0]}")
+
+
 def thor_tcp_echo(args) -> dict:
     import thor.loop
-    from thor.tcp import TcpClient, TcpServer
 
     loop = thor.loop.make()
     meter: list[Meter] = []
     conns: list = []
-    failed: list = []
 
     def accepted(conn) -> None:
         conns.append(conn)
         conn.on("data", conn.write)
         conn.pause(False)
 
-    server = TcpServer(b"127.0.0.1", 0, loop=loop)
-    server.on("connect", accepted)
-    # ours reports the bound port; 0.17 keeps the port it was given (0 here)
-    port = server.sock.getsockname()[1]
+    server, port = thor_server(loop, accepted)
 
     def connected(conn) -> None:
         conns.append(conn)
@@ -64,18 +92,7 @@ def thor_tcp_echo(args) -> dict:
         meter.append(Meter(args.warmup, args.secs))
         write(MSG)
 
-    def connect_error(*err) -> None:
-        failed.append(err)
-        loop.stop()
-
-    client = TcpClient(loop)
-    client.on("connect", connected)
-    client.on("connect_error", connect_error)
-    client.connect(b"127.0.0.1", port)
-    loop.schedule(args.warmup + args.secs + 10, loop.stop)  # safety net
-    loop.run()
-    if failed:
-        raise SystemExit(f"connect_error {failed[0]}")
+    thor_connect_and_run(loop, port, connected, args.warmup + args.secs + 10)
     for conn in conns:
         conn.abort()
     server.shutdown()

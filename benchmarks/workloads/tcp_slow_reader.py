@@ -35,6 +35,7 @@ import random
 import resource
 
 import _common as c
+from tcp_echo import thor_connect_and_run, thor_server
 
 MIB = 1 << 20
 PATTERN_SIZE = MIB
@@ -83,7 +84,6 @@ def main() -> None:
         ap.error("tcp_slow_reader runs on thor (ours or 0.17)")
 
     import thor.loop
-    from thor.tcp import TcpClient, TcpServer
 
     total = args.mib * MIB
     size = args.chunk_kib * 1024
@@ -97,7 +97,6 @@ def main() -> None:
     classic = thor.loop.__file__.endswith("loop.py")
     loop = thor.loop.make(precision=interval) if classic else thor.loop.make()
     conns: list = []
-    failed: list = []
     st = {
         "got": 0,
         "budget": 0,
@@ -137,9 +136,7 @@ def main() -> None:
         conn.on("data", data)
         loop.schedule(interval, tick)  # starts paused; the first tick resumes it
 
-    server = TcpServer(b"127.0.0.1", 0, loop=loop)
-    server.on("connect", accepted)
-    port = server.sock.getsockname()[1]
+    server, port = thor_server(loop, accepted)
 
     # -- the writer -----------------------------------------------------------------------------
 
@@ -178,27 +175,16 @@ def main() -> None:
         st["t0"] = c.perf()
         pump()
 
-    def connect_error(*err) -> None:
-        failed.append(err)
-        loop.stop()
-
     peak_reset = reset_peak_rss()
     rss0 = vm_rss_kib()
     hwm0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     st["rss_peak"] = rss0
     cpu0 = c.cpu_now()
-    client = TcpClient(loop)
-    client.on("connect", connected)
-    client.on("connect_error", connect_error)
-    client.connect(b"127.0.0.1", port)
-    loop.schedule(args.timeout, loop.stop)  # safety net
-    loop.run()
+    thor_connect_and_run(loop, port, connected, args.timeout)
     cpu = c.cpu_now() - cpu0
     hwm1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     growth_kib = vm_rss_kib("VmHWM") - rss0 if peak_reset else hwm1 - hwm0
     st["rss_peak"] = max(st["rss_peak"], vm_rss_kib())
-    if failed:
-        raise SystemExit(f"connect_error {failed[0]}")
     for conn in conns:
         conn.abort()
     server.shutdown()
