@@ -6,6 +6,7 @@ held meanwhile) and release once per request."""
 from __future__ import annotations
 
 import http.client
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import http_server_support as support
@@ -15,6 +16,8 @@ from thor.http.proxy import AccessRecord, ProxyExchange, ReverseProxy, Upstream,
 
 if TYPE_CHECKING:
     from proxy_support import Harness, RawHeaders
+
+    from thor.http.server import HttpServerExchange
 
 harness = ps.harness
 
@@ -180,7 +183,39 @@ def test_a_hook_that_raises_is_contained(harness: Harness) -> None:
 
 def test_upstream_group_balances_and_queues(harness: Harness) -> None:
     seens = [ps.Seen(), ps.Seen()]
-    origins = [harness.server(ps.inspecting_handler(seen)) for seen in seens]
+    held: list[Callable[[], None]] = []
+    busy = [0, 0]
+    peak = [0, 0]
+
+    def holding(index: int) -> Callable[[HttpServerExchange], None]:
+        # The first two requests are answered only once both origins hold one, so neither
+        # upstream frees its slot before the other is busy: round robin then splits 2 + 2.
+        def handler(exchange: HttpServerExchange) -> None:
+            body = bytearray()
+            busy[index] += 1
+            peak[index] = max(peak[index], busy[index])
+
+            def answer() -> None:
+                seens[index].requests.append({"body": body})
+                busy[index] -= 1
+                exchange.response_start(b"200", b"OK", [])
+                exchange.response_done([])
+
+            def done(_trailers: Any) -> None:
+                if len(held) >= 2:
+                    answer()
+                    return
+                held.append(answer)
+                if len(held) == 2:
+                    for release in held:
+                        release()
+
+            exchange.on("request_body", body.extend)
+            exchange.on("request_done", done)
+
+        return handler
+
+    origins = [harness.server(holding(index)) for index in range(2)]
     upstreams = [Upstream(ps.origin_url(origin), max_conns=1) for origin in origins]
     group = UpstreamGroup(upstreams, "round_robin", loop=harness.loop)
     released: list[tuple[Any, bool]] = []
@@ -208,6 +243,7 @@ def test_upstream_group_balances_and_queues(harness: Harness) -> None:
     assert harness.client(client) == [200] * 4
     counts = [len(seen.requests) for seen in seens]
     assert counts == [2, 2]
+    assert peak == [1, 1]  # max_conns=1: the other two requests waited in the group's queue
     assert all(bytes(r["body"]) == b"hello" for seen in seens for r in seen.requests)
     assert len(released) == 4 and all(ok for _, ok in released)
     assert all(up.active == 0 for up in upstreams)
