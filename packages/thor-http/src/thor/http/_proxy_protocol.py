@@ -205,11 +205,12 @@ class ProxyHeaderParser:
     def _v2(self, buffer: bytes) -> ProxyHeader | None:
         if not buffer.startswith(V2_SIGNATURE[: len(buffer)]):
             raise ProxyProtocolError("PROXY_NO_HEADER", f"starts with {buffer[:16]!r}")
+        if len(buffer) > 12:  # reject a bad version, command, family or transport at once
+            _v2_check_fixed(buffer)
         if len(buffer) < _V2_FIXED:
-            if len(buffer) > 12:
-                _v2_check_fixed(buffer)
             return None
-        command, family, _transport = _v2_check_fixed(buffer)  # any transport names host+port
+        # (checked above; the transport does not matter: any of them names host and port)
+        command, family = buffer[12] & 0x0F, buffer[13] >> 4
         size = _V2_FIXED + int.from_bytes(buffer[14:16], "big")
         if size > self.max_v2_length:
             raise ProxyProtocolError("PROXY_TOO_LONG", f"{size} bytes (limit {self.max_v2_length})")
@@ -234,9 +235,14 @@ class ProxyHeaderParser:
         return ProxyHeader(2, "PROXY", name, source, target, size)
 
 
-def _v2_check_fixed(buffer: bytes) -> tuple[int, int, int]:
-    """The command, family and transport of a version 2 header's bytes 13 and 14 (those that
-    arrived), rejected when the protocol does not define them."""
+def _v2_check_fixed(buffer: bytes) -> None:
+    """Check the version/command byte (offset 12) and, once it arrived, the family/transport
+    byte (offset 13) of a version 2 header whose first 13 bytes or more are in ``buffer``.
+
+    Raises:
+        ProxyProtocolError: a version, command, family or transport the protocol does not
+            define.
+    """
     version_command = buffer[12]
     if version_command >> 4 != 2:
         raise ProxyProtocolError("PROXY_VERSION", f"version {version_command >> 4}")
@@ -244,11 +250,10 @@ def _v2_check_fixed(buffer: bytes) -> tuple[int, int, int]:
     if command > 1:
         raise ProxyProtocolError("PROXY_COMMAND", f"command {command}")
     if len(buffer) < 14:
-        return command, 0, 0
+        return
     family, transport = buffer[13] >> 4, buffer[13] & 0x0F
     if family not in _V2_FAMILIES or transport > 2:
         raise ProxyProtocolError("PROXY_FAMILY", f"family {family}, transport {transport}")
-    return command, family, transport
 
 
 def _port(block: bytes, offset: int) -> int:
