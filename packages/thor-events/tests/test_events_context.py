@@ -444,3 +444,67 @@ def test_registered_function_is_found_in_listeners() -> None:
     emitter.once("go", fn)
     assert fn in emitter.listeners("go")
     assert emitter.listeners("go") == [fn, fn]
+
+
+@pytest.mark.parametrize("setting", ["first listener", "second listener", "sink", "newListener"])
+def test_registrations_inside_a_listener_behave_alike_on_every_path(setting: str) -> None:
+    # on() has an inlined path for the first listener of an event, registered from inside a
+    # listener, on an emitter with no sink and no newListener listener; the other settings
+    # take the general path. Both must give the same wrappers.
+    emitter = EventEmitter()
+    seen: list[tuple[str, str]] = []
+    added: list[str] = []
+    if setting == "second listener":
+        emitter.on("later", lambda: seen.append(("first", LOCALE.get())))
+    elif setting == "sink":
+
+        class Sink:
+            def newListener(self, event: str, listener: Any) -> None:
+                added.append(event)
+
+        emitter.sink(Sink())
+    elif setting == "newListener":
+        emitter.on("newListener", lambda event, listener: added.append(event))
+
+    def listener_a() -> None:
+        seen.append(("a", LOCALE.get()))
+        LOCALE.set("a changed it")
+
+    def listener_b() -> None:
+        seen.append(("b", LOCALE.get()))
+
+    def registrar() -> None:
+        LOCALE.set("inside registrar")
+        emitter.on("later", listener_a)
+        emitter.on("other", listener_b)
+        LOCALE.set("registrar moved on")
+
+    emitter.once("setup", registrar)
+    LOCALE.set("top level")
+    emitter.emit("setup")
+    emitter.emit("later")
+    emitter.emit("other")  # a's change stays in a's own copy of the context
+    emitter.emit("later")
+    own = [entry for entry in seen if entry[0] != "first"]
+    assert own == [
+        ("a", "inside registrar"),
+        ("b", "inside registrar"),
+        ("a", "a changed it"),
+    ]
+    assert listener_a in emitter.listeners("later")
+    announced = [event for event in added if event in ("later", "other")]
+    assert announced == (["later", "other"] if setting in ("sink", "newListener") else [])
+    emitter.remove_listener("later", listener_a)
+    emitter.remove_listener("other", listener_b)
+    assert listener_a not in emitter.listeners("later")
+    assert emitter.listener_count("other") == 0
+    with pytest.raises(TypeError):
+        run_inside_listener(lambda: emitter.on("later", 42))  # type: ignore[arg-type]
+    assert LOCALE.get() == "top level"
+
+
+def run_inside_listener(fn: Callable[[], Any]) -> None:
+    """Call ``fn`` from inside a listener (where on()'s inlined path applies)."""
+    emitter = EventEmitter()
+    emitter.on("go", fn)
+    emitter.emit("go")

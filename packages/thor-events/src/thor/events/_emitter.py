@@ -44,6 +44,7 @@ logger = logging.getLogger("thor.events")
 
 _IN_LISTENER: ContextVar[bool] = ContextVar("thor_events_in_listener", default=False)
 _in_listener = _IN_LISTENER.get
+_new_wrapper = object.__new__
 
 
 def _captured_context() -> Any:
@@ -184,6 +185,26 @@ class EventEmitter:
         Raises:
             TypeError: ``listener`` is not callable.
         """
+        # Applications register listeners on every exchange, so the common case (a plain
+        # function, registered from inside a listener, the event's first one, no newListener
+        # interest) is inlined; it builds the same ContextWrapper as the general path.
+        events = self.__events
+        given: object = listener  # (a wrapper or a non-callable takes the general path)
+        if (
+            type(given) is not ContextWrapper
+            and callable(given)
+            and _in_listener()
+            and not events.get(event)
+            and self.__sink is None
+            and "newListener" not in events
+        ):
+            entry = _new_wrapper(ContextWrapper)
+            entry.listener = listener
+            entry.context = copy_context()
+            entry.once = False
+            entry.removed = False
+            events[event] = [entry]
+            return
         self.__add(event, ContextWrapper(listener), prepend=False)
 
     def once(self, event: str, listener: EventListener) -> None:
