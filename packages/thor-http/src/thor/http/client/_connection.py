@@ -61,6 +61,18 @@ _HAS_POLL = hasattr(select, "poll")
 _ALLOWANCE = 0.001  # a timer firing this early counts as on time
 
 
+class _DataSink:
+    """Takes the TcpConnection's ``'data'`` for an HttpClientConnection: a sink method is
+    called directly, without entering a listener's context on every read. Should someone else
+    listen to ``'data'`` (the sink then gets none), the connection listens too (``newListener``)."""
+
+    __slots__ = ("data", "newListener")
+
+    def __init__(self, conn: HttpClientConnection) -> None:
+        self.data = conn._on_data
+        self.newListener = conn._on_new_listener
+
+
 class HttpClientConnection(EventEmitter):
     """A connection to one origin, owned by an ``HttpClient``'s pool.
 
@@ -168,10 +180,10 @@ class HttpClientConnection(EventEmitter):
             return
         self.tcp_conn = tcp_conn
         self.connected_at = self._last_io = monotonic()
-        tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_pause)
         tcp_conn.on("disconnect", self._on_disconnect)
+        tcp_conn.sink(_DataSink(self))
         tcp_conn.pause(False)
         self.client._conn_ready(self)
 
@@ -261,6 +273,7 @@ class HttpClientConnection(EventEmitter):
         self._stop_connecting(cancel=True)
         tcp_conn = self.tcp_conn
         if tcp_conn is not None:
+            tcp_conn.sink(None)
             tcp_conn.remove_listeners("data", "close", "pause", "disconnect")
             tcp_conn.abort()
         self.parser.pause()
@@ -310,6 +323,17 @@ class HttpClientConnection(EventEmitter):
             self._settle()
         elif self._upgrade_head is not None:
             self._upgrade()
+
+    def _on_new_listener(self, event: str, listener: object) -> None:
+        """Someone listens to the TcpConnection's ``'data'``: the sink no longer gets it, so
+        listen to it as well (first, as the connection's own reader)."""
+        tcp_conn = self.tcp_conn
+        if (
+            event == "data"
+            and tcp_conn is not None
+            and self._on_data not in tcp_conn.listeners("data")
+        ):
+            tcp_conn.prepend_listener("data", self._on_data)
 
     def _on_close(self) -> None:
         """The peer closed its side (FIN), or the connection failed (reset...)."""
@@ -475,6 +499,7 @@ class HttpClientConnection(EventEmitter):
         tcp_conn = self.tcp_conn
         assert head is not None and exchange is not None and tcp_conn is not None
         rest = self.parser.take_buffered()
+        tcp_conn.sink(None)
         tcp_conn.remove_listeners("data", "close", "pause", "disconnect")
         tcp_conn.pause(True)
         self.exchange = None
