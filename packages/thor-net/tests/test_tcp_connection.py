@@ -433,6 +433,237 @@ def test_a_single_write_larger_than_max_write_buffer_size_is_refused_whole(net: 
     assert received == b"<end>", "part of the refused write reached the peer"
 
 
+# -- the 'pause' events: strictly alternating, True only with bytes queued past the threshold ---
+
+
+def pause_recorder(writer: TcpConnection, events: list[tuple[bool, int]]) -> None:
+    """Record every 'pause' of ``writer`` with the bytes queued at that moment."""
+    writer.on("pause", lambda paused: events.append((paused, writer.write_buffer_size)))
+
+
+def assert_pause_events_alternate(events: list[tuple[bool, int]], limit: int) -> None:
+    """True, False, True, ... ending with False; True with more than ``limit`` bytes queued,
+    False with at most half of that."""
+    flags = [paused for paused, _ in events]
+    assert flags == [True, False] * (len(flags) // 2), f"not strictly alternating: {events}"
+    for paused, queued in events:
+        if paused:
+            assert queued > limit, f"'pause' (True) with only {queued} bytes queued: {events}"
+        else:
+            assert queued <= limit // 2, f"'pause' (False) with {queued} bytes queued: {events}"
+
+
+def test_a_big_write_the_kernel_takes_pauses_nobody(net: Net) -> None:
+    """A write 8 times ``write_bufsize`` on an empty queue, into a send buffer that takes all of
+    it: nothing is queued after the write, so no 'pause' at all (and none left hanging)."""
+    data = block(3, 128 * KIB)
+    received = bytearray()
+    events: list[tuple[bool, int]] = []
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.write_bufsize = 16 * KIB
+        writer.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 * MIB)
+        pause_recorder(writer, events)
+        writer.write(data)
+        st["queued"] = writer.write_buffer_size
+        st["events_after_write"] = list(events)
+        writer.write(b"<end>")
+        writer.close()
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run()
+    assert st["queued"] == 0, f"the kernel did not take the write: {st['queued']} bytes queued"
+    assert st["events_after_write"] == [], "'pause' with nothing queued"
+    assert events == []
+    assert received == data + b"<end>"
+
+
+def test_a_write_refused_on_an_empty_queue_pauses_nobody(net: Net) -> None:
+    """A single write larger than ``max_write_buffer_size`` on an empty queue is refused (0.17)
+    without 'pause' (True): nothing is queued, so no drain and no 'pause' (False) would follow,
+    and the writer would wait forever. Later writes go through, unpaused."""
+    received = bytearray()
+    events: list[tuple[bool, int]] = []
+    st: dict[str, Any] = {"refused": False}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.max_write_buffer_size = 64 * KIB
+        pause_recorder(writer, events)
+        try:
+            writer.write(block(1, 128 * KIB))
+        except BufferError:
+            st["refused"] = True
+        st["events_after_refusal"] = list(events)
+        writer.write(block(2, 32 * KIB))
+        writer.close()
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run()
+    assert st["refused"], "the write over max_write_buffer_size was accepted"
+    assert st["events_after_refusal"] == [], "'pause' (True) with nothing queued"
+    assert events == []
+    assert received == block(2, 32 * KIB)
+
+
+def test_a_write_refused_with_bytes_queued_pauses_until_the_queue_drains(net: Net) -> None:
+    """A write refused while a few bytes (less than ``write_bufsize``) are queued asks the
+    writer to pause, and 'pause' (False) follows once the reader takes the queue."""
+    accepted, received = bytearray(), bytearray()
+    events: list[tuple[bool, int]] = []
+    st: dict[str, Any] = {"refused": None}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.max_write_buffer_size = 512 * KIB
+        st["limit"] = writer.write_bufsize
+        pause_recorder(writer, events)
+        fill_socket(writer, accepted)  # the reader is not reading: now a few bytes are queued
+        st["queued_before"] = writer.write_buffer_size
+        try:
+            writer.write(block(9, 600 * KIB))
+        except BufferError:
+            st["refused"] = writer.write_buffer_size
+        st["events_after_refusal"] = list(events)
+
+        def on_pause(paused: bool) -> None:
+            if not paused:
+                writer.write(b"<end>")
+                accepted.extend(b"<end>")
+                writer.close()
+
+        writer.on("pause", on_pause)
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run(timeout=10.0, what="no 'pause' (False) after the refusal, or the data did not arrive")
+    assert 0 < st["queued_before"] <= st["limit"], "the case under test did not happen"
+    assert st["refused"] == st["queued_before"], "the refused write changed the queue"
+    assert st["events_after_refusal"] == [(True, st["queued_before"])]
+    assert [paused for paused, _ in events] == [True, False], events
+    assert received == accepted
+
+
+def test_pause_events_alternate_through_stalls_refusals_and_drains(net: Net) -> None:
+    """A writer that ignores 'pause': a write refused on an empty queue, a big write on the
+    empty queue, then 64 KiB writes into a peer that does not read until one is refused; the
+    peer reads everything; then another big write and the close. Whatever the kernel took at
+    each step: 'pause' is True, False, True..., True only with more than ``write_bufsize``
+    queued, never twice in a row, and the last one is False (the writer is not left paused)."""
+    accepted, received = hashlib.sha256(), hashlib.sha256()
+    events: list[tuple[bool, int]] = []
+    st: dict[str, Any] = {"refused": None, "phase2": False, "total": 0, "got": 0}
+
+    def write(writer: TcpConnection, chunk: bytes) -> None:
+        writer.write(chunk)
+        accepted.update(chunk)
+        st["total"] += len(chunk)
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.write_bufsize = 64 * KIB
+        writer.max_write_buffer_size = 1 * MIB
+        st["limit"] = writer.write_bufsize
+        pause_recorder(writer, events)
+        try:
+            writer.write(block(0, 2 * MIB))
+        except BufferError:
+            st["refused_first"] = True
+        write(writer, block(0, 768 * KIB))
+        for index in range(1, 4096):  # the reader is paused: the queue only grows
+            try:
+                write(writer, block(index))
+            except BufferError:
+                st["refused"] = writer.write_buffer_size
+                break
+        st["events_before_reading"] = list(events)
+
+        def phase2() -> None:
+            write(writer, block(5000, 768 * KIB))
+            writer.close()
+
+        def on_pause(paused: bool) -> None:
+            if not paused and not st["phase2"]:
+                st["phase2"] = True
+                net.later(0, phase2)
+
+        def on_data(data: bytes) -> None:
+            received.update(data)
+            st["got"] += len(data)
+
+        def on_disconnect() -> None:
+            st["disconnected"] = st.get("disconnected", 0) + 1
+            if st["disconnected"] == 2:
+                net.done()
+
+        writer.on("pause", on_pause)
+        writer.on("disconnect", on_disconnect)
+        reader.on("disconnect", on_disconnect)
+        reader.on("data", on_data)
+        reader.on("close", reader.close)
+        net.later(0.05, reader.pause, False)  # then the reader reads everything
+
+    net.pair(ready)
+    net.run(timeout=10.0, what="the writer was left paused, or the data did not arrive")
+    assert st.get("refused_first"), "the 2 MiB write over max_write_buffer_size was accepted"
+    assert st["refused"] is not None, "no write was refused: the case under test did not happen"
+    assert st["events_before_reading"] == [(True, st["events_before_reading"][0][1])], (
+        f"not exactly one 'pause' (True) before the reader read: {st['events_before_reading']}"
+    )
+    assert_pause_events_alternate(events, st["limit"])
+    assert st["got"] == st["total"]
+    assert received.digest() == accepted.digest(), "the reader did not get what was accepted"
+
+
+@pytest.mark.parametrize("then_fin", [True, False], ids=["data-and-fin", "data"])
+@pytest.mark.parametrize("queued", ["before", "after"])
+def test_output_drains_while_paused_with_unread_data_from_the_peer(
+    net: Net, then_fin: bool, queued: str
+) -> None:
+    """The writer does not read (paused); the peer sends a request, maybe half-closes too. The
+    hang-up with unread data (with select: any readable data) takes the writer's read side off
+    the loop; bytes the writer queued before or after that must still go out once the peer
+    reads: 'pause' (False) comes, and the peer gets everything."""
+    accepted, received = bytearray(), bytearray()
+    events: list[tuple[bool, int]] = []
+
+    def fill(writer: TcpConnection) -> None:
+        index = 0
+        while writer.write_buffer_size <= writer.write_bufsize:  # the reader is not reading
+            chunk = block(index)
+            writer.write(chunk)
+            accepted.extend(chunk)
+            index += 1
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        pause_recorder(writer, events)
+
+        def on_pause(paused: bool) -> None:
+            if not paused:
+                writer.write(b"<end>")
+                accepted.extend(b"<end>")
+                writer.close()
+
+        writer.on("pause", on_pause)
+        if queued == "before":
+            fill(writer)
+        reader.write(b"a request the writer does not read")
+        if then_fin:
+            reader.socket.shutdown(socket.SHUT_WR)
+        # once the request is in the writer's socket, give the loop 50 ms of turns, then go on
+        net.when(lambda: tf.has_unread(writer.socket), net.later, 0.05, go_on, writer, reader)
+
+    def go_on(writer: TcpConnection, reader: TcpConnection) -> None:
+        if queued == "after":
+            fill(writer)
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run(timeout=10.0, what="the writer's queue did not drain")
+    assert [paused for paused, _ in events] == [True, False], events
+    assert received == accepted
+
+
 @pytest.mark.parametrize("when", ["queued", "partly-sent"])
 def test_bytearray_mutated_after_write_is_sent_as_written(net: Net, when: str) -> None:
     expected, received = bytearray(), bytearray()

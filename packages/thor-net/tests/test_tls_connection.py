@@ -407,6 +407,8 @@ def test_sent_events_and_repr(loop: LoopBase, pki: Pki) -> None:
 
 
 def test_a_write_over_the_hard_limit_is_refused_whole(loop: LoopBase, pki: Pki) -> None:
+    """Refused on an empty queue: BufferError, nothing sent or queued, and no 'pause' (True),
+    since nothing would drain and no 'pause' (False) would ever follow."""
     server = tls_server(loop, pki)
     received: list[bytes] = []
     seen: dict[str, Any] = {}
@@ -431,8 +433,205 @@ def test_a_write_over_the_hard_limit_is_refused_whole(loop: LoopBase, pki: Pki) 
     server.on("connect", on_server_connect)
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
-    assert seen == {"queued": 0, "pauses": [True]}
+    assert seen == {"queued": 0, "pauses": []}
     assert b"".join(received) == b"<end>"
+
+
+# -- the 'pause' events: strictly alternating, True only with bytes queued past the threshold ---
+
+
+def when(loop: LoopBase, predicate: Any, then: Any, *args: Any) -> None:
+    """Call ``then(*args)`` once ``predicate()`` holds, checking on a loop timer."""
+    if predicate():
+        then(*args)
+    else:
+        loop.schedule(0.005, when, loop, predicate, then, *args)
+
+
+def block(index: int, size: int = 64 * 1024) -> bytes:
+    """Chunk ``index`` of a test stream: its index repeated (loss or reordering shows)."""
+    return index.to_bytes(8, "big") * (size // 8)
+
+
+def assert_pause_events_alternate(events: list[tuple[bool, int]], limit: int) -> None:
+    """True, False, True, ... ending with False; True with more than ``limit`` bytes queued,
+    False with at most half of that."""
+    flags = [paused for paused, _ in events]
+    assert flags == [True, False] * (len(flags) // 2), f"not strictly alternating: {events}"
+    for paused, queued in events:
+        if paused:
+            assert queued > limit, f"'pause' (True) with only {queued} bytes queued: {events}"
+        else:
+            assert queued <= limit // 2, f"'pause' (False) with {queued} bytes queued: {events}"
+
+
+class Sink:
+    """The server side: hashes what it reads (once told to read), closes after the peer."""
+
+    def __init__(self, conn: TlsConnection, loop: LoopBase) -> None:
+        self.conn = conn
+        self.digest = hashlib.sha256()
+        self.received = 0
+        conn.on("data", self.on_data)
+        conn.on("close", conn.close)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+
+    def on_data(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.received += len(data)
+
+
+def test_a_big_write_the_socket_takes_pauses_nobody(loop: LoopBase, pki: Pki) -> None:
+    """A write 16 times ``write_bufsize`` (4 ``write_coalesce`` pieces) on an empty queue, into
+    a send buffer with room for all of it: write() sends every piece, nothing stays queued, so
+    no 'pause' at all."""
+    server = tls_server(loop, pki)
+    data = block(5, 1024 * 1024)
+    sinks: list[Sink] = []
+    events: list[tuple[bool, int]] = []
+    seen: dict[str, Any] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        sinks.append(Sink(conn, loop))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.write_bufsize = 64 * 1024
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * 1024 * 1024)
+        conn.on("pause", lambda paused: events.append((paused, conn.write_buffer_size)))
+        conn.write(data)
+        seen["queued"], seen["events"] = conn.write_buffer_size, list(events)
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["queued"] == 0, f"write() left {seen['queued']} bytes queued (the socket had room)"
+    assert seen["events"] == [] and events == [], f"'pause' with nothing queued: {events}"
+    assert sinks[0].received == len(data)
+    assert sinks[0].digest.digest() == hashlib.sha256(data).digest()
+
+
+def test_a_write_refused_with_bytes_queued_pauses_until_the_queue_drains(
+    loop: LoopBase, pki: Pki
+) -> None:
+    """A write refused while less than ``write_bufsize`` is queued asks the writer to pause;
+    'pause' (False) follows once the reader takes the queue."""
+    server = tls_server(loop, pki)
+    sinks: list[Sink] = []
+    events: list[tuple[bool, int]] = []
+    accepted = hashlib.sha256()
+    seen: dict[str, Any] = {"refused": None, "total": 0}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        sinks.append(Sink(conn, loop))  # not reading until the client's writes are done
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.max_write_buffer_size = 512 * 1024
+        seen["limit"] = conn.write_bufsize
+        conn.on("pause", lambda paused: events.append((paused, conn.write_buffer_size)))
+        index = 0
+        while conn.write_buffer_size == 0 and index < 4096:  # until the socket is full
+            chunk = block(index)
+            conn.write(chunk)
+            accepted.update(chunk)
+            seen["total"] += len(chunk)
+            index += 1
+        seen["queued_before"] = conn.write_buffer_size
+        try:
+            conn.write(block(9, 600 * 1024))
+        except BufferError:
+            seen["refused"] = conn.write_buffer_size
+        seen["events_after_refusal"] = list(events)
+
+        def on_pause(paused: bool) -> None:
+            if not paused:
+                conn.write(b"<end>")
+                accepted.update(b"<end>")
+                seen["total"] += 5
+                conn.close()
+
+        conn.on("pause", on_pause)
+        when(loop, lambda: bool(sinks), lambda: sinks[0].conn.pause(False))
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop, what="no 'pause' (False) after the refusal, or the data did not arrive")
+    assert 0 < seen["queued_before"] <= seen["limit"], "the case under test did not happen"
+    assert seen["refused"] == seen["queued_before"], "the refused write changed the queue"
+    assert seen["events_after_refusal"] == [(True, seen["queued_before"])]
+    assert [paused for paused, _ in events] == [True, False], events
+    assert sinks[0].received == seen["total"]
+    assert sinks[0].digest.digest() == accepted.digest()
+
+
+def test_pause_events_alternate_through_stalls_refusals_and_drains(
+    loop: LoopBase, pki: Pki
+) -> None:
+    """A writer that ignores 'pause': a write refused on an empty queue, a big write on the
+    empty queue, 64 KiB writes into a peer that does not read until one is refused; the peer
+    reads everything; another big write, and the close. Whatever the socket took at each step:
+    'pause' is True, False, True..., True only with more than ``write_bufsize`` queued, never
+    twice in a row, and the last one is False (the writer is not left paused)."""
+    server = tls_server(loop, pki)
+    sinks: list[Sink] = []
+    events: list[tuple[bool, int]] = []
+    accepted = hashlib.sha256()
+    seen: dict[str, Any] = {"refused": None, "refused_first": False, "phase2": False, "total": 0}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        sinks.append(Sink(conn, loop))  # not reading until the client's first writes are done
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        def write(chunk: bytes) -> None:
+            conn.write(chunk)
+            accepted.update(chunk)
+            seen["total"] += len(chunk)
+
+        conn.write_bufsize = 64 * 1024
+        conn.max_write_buffer_size = 1024 * 1024
+        seen["limit"] = conn.write_bufsize
+        conn.on("pause", lambda paused: events.append((paused, conn.write_buffer_size)))
+        try:
+            conn.write(block(0, 2 * 1024 * 1024))
+        except BufferError:
+            seen["refused_first"] = True
+        write(block(0, 768 * 1024))
+        for index in range(1, 4096):
+            try:
+                write(block(index))
+            except BufferError:
+                seen["refused"] = conn.write_buffer_size
+                break
+        seen["events_before_reading"] = list(events)
+
+        def phase2() -> None:
+            write(block(5000, 768 * 1024))
+            conn.close()
+
+        def on_pause(paused: bool) -> None:
+            if not paused and not seen["phase2"]:
+                seen["phase2"] = True
+                loop.schedule(0, phase2)
+
+        conn.on("pause", on_pause)
+        when(loop, lambda: bool(sinks), lambda: sinks[0].conn.pause(False))
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop, what="the writer was left paused, or the data did not arrive")
+    assert seen["refused_first"], "the 2 MiB write over max_write_buffer_size was accepted"
+    assert seen["refused"] is not None, "no write was refused: the case under test did not happen"
+    before = seen["events_before_reading"]
+    assert [paused for paused, _ in before] == [True], (
+        f"not exactly one 'pause' (True) before the reader read: {before}"
+    )
+    assert_pause_events_alternate(events, seen["limit"])
+    assert sinks[0].received == seen["total"]
+    assert sinks[0].digest.digest() == accepted.digest()
 
 
 # -- rare TLS conditions, provoked ----------------------------------------------------------------

@@ -14,7 +14,9 @@ After the peer's FIN the socket stays open for writing until the application cal
 Reading: a connection starts paused; ``pause(False)`` turns read interest on. Interest in the
 peer's hang-up (EPOLLRDHUP) is kept while paused so a FIN is noticed; if unread data is still
 queued then, the fd is taken off the loop until the application resumes reading (a level-triggered
-hang-up would otherwise wake the loop forever).
+hang-up would otherwise wake the loop forever), except for write interest while bytes are queued
+(writing goes on; the select backend cannot tell a hang-up from data, so this is what happens
+there to any paused connection that receives data).
 
 Writing: ``write()`` tries to send at once when nothing is queued (no poll round trip); what the
 kernel does not take is queued as chunks and sent when the socket is writable, several chunks in
@@ -22,6 +24,17 @@ one ``sendmsg`` (gathering, no joins). Flow control is in bytes: ``'pause' (True
 ``write_bufsize`` bytes are queued, ``'pause' (False)`` once the queue drains to half of that; the
 hard limits (``max_write_buffer_size`` bytes, ``max_write_buffer_chunks`` chunks) refuse a write
 with ``BufferError`` well after the writer was asked to pause.
+
+The 'pause' events strictly alternate, starting with True. "Queued" means what is left after the
+immediate send attempt: a write larger than ``write_bufsize`` that the kernel takes (entirely, or
+all but a few bytes) pauses nobody. The one other (True) is a write refused by a hard limit
+while bytes are queued and the writer was not paused yet (it would have queued more than the
+threshold): the writer should wait for the queue to drain. A write refused on an EMPTY queue
+(larger than ``max_write_buffer_size`` by itself) emits nothing, since no drain, hence no
+(False), would follow. Every (True) is followed by a (False) once the queue drains to half,
+unless the connection closes first (``abort()``, a failure) and the queue is dropped.
+Invariant behind this: while the connection is open, the writer is paused only with bytes
+queued (or unread data parked the fd, see ``_park``: its write interest stays).
 """
 
 from __future__ import annotations
@@ -74,8 +87,11 @@ class TcpConnection(EventSource):
         data (bytes): bytes arrived; only while not paused; many times.
         close (): the peer closed its side (FIN), or the connection failed; at most once.
         disconnect (): the socket is closed now; exactly once.
-        pause (bool): True when the write queue passed ``write_bufsize`` (stop writing), False
-            when it drained; alternating.
+        pause (bool): True when the bytes queued after a write (what the socket did not take
+            at once) passed ``write_bufsize``, or a write was refused by a hard limit while bytes
+            were queued (stop writing); False when the queue drained to half of
+            ``write_bufsize`` (go on). Strictly alternating, True first; every True is followed
+            by a False unless the connection closes first.
         sent (): bytes were written to the socket (may be emitted from within ``write``).
     """
 
@@ -144,7 +160,9 @@ class TcpConnection(EventSource):
         Raises:
             OSError: ``close()`` or ``abort()`` was called, or the connection failed.
             BufferError: the queue would exceed ``max_write_buffer_size`` bytes or
-                ``max_write_buffer_chunks`` chunks (nothing is queued then).
+                ``max_write_buffer_chunks`` chunks (nothing is queued then; if bytes were
+                queued already, ``'pause' (True)`` was emitted first unless the writer was
+                paused: wait for ``'pause' (False)``).
         """
         if self._state != _OPEN:
             raise OSError(errno.EPIPE, "connection closed")
@@ -156,7 +174,9 @@ class TcpConnection(EventSource):
             self._buffered + size > self.max_write_buffer_size
             or len(buffer) >= self.max_write_buffer_chunks
         ):
-            if not self._output_paused:
+            if buffer and not self._output_paused:
+                # ask the writer to wait: the queue drains, and 'pause' (False) follows. Never on
+                # an empty queue: nothing would drain, so no (False) would ever come
                 self._output_paused = True
                 self.emit("pause", True)
             raise BufferError(
@@ -187,7 +207,7 @@ class TcpConnection(EventSource):
             buffer.append(rest)
             self._buffered = size - sent
             self._set_mask(self._mask | FD_WRITABLE)
-            if self._buffered > self.write_bufsize:
+            if self._buffered > self.write_bufsize and not self._output_paused:
                 self._output_paused = True
                 self.emit("pause", True)
         if sent and self.listener_count("sent"):
@@ -301,9 +321,7 @@ class TcpConnection(EventSource):
         if not peeked:
             self._peer_eof()
         elif self._state == _OPEN:
-            # unread data is waiting for pause(False): leave the loop alone until then
-            self.loop._fd_unregister(self._fd)
-            self._registered = False
+            self._park()  # unread data is waiting for pause(False)
         else:
             self._drain_discarding()
 
@@ -314,6 +332,22 @@ class TcpConnection(EventSource):
             self._mask = mask
             if self._registered:
                 self.loop._fd_set_mask(self._fd, mask)
+            elif mask & FD_WRITABLE and self._fd >= 0:
+                # parked (see _park), and bytes were queued: they must go out all the same
+                self._mask = FD_WRITABLE
+                self._registered = True
+                self.loop._fd_register(self._fd, FD_WRITABLE, self)
+
+    def _park(self) -> None:
+        """Paused with unread data, and the fd says the peer hung up (with select, that the fd
+        is readable: data and a FIN look alike): a level-triggered condition that would wake
+        the loop forever. Stop watching it until ``pause(False)``; keep only write interest
+        while bytes are queued, so that the output drains and ``'pause' (False)`` comes."""
+        if self._buffer:
+            self._set_mask(FD_WRITABLE)
+        else:
+            self.loop._fd_unregister(self._fd)
+            self._registered = False
 
     def _queue_sent(self) -> None:
         """After queued bytes went out: when the queue is empty stop write interest (and send our

@@ -17,10 +17,16 @@ the socket is touched, because an SSLSocket differs from a plain socket in four 
 - **No sendmsg, and retries must repeat themselves.** A write on an empty queue (up to
   ``write_coalesce`` bytes) is sent at once; otherwise queued chunks are joined up to
   ``write_coalesce`` bytes (big ones split, without copying, into ``write_coalesce`` views) and
-  written with one ``send``. OpenSSL writes all or nothing and, after ``SSLWantWriteError``,
-  must be given the same bytes again, so that piece stays at the head of the queue, unchanged,
-  until it is taken. A single write larger than ``max_write_buffer_size`` is refused whole
-  (BufferError), as thor 0.17 does.
+  written with one ``send``. A bigger write on an empty queue is queued and sent at once in
+  such pieces for as long as the socket takes them, so that, as with TcpConnection, only what
+  the kernel refuses counts towards ``'pause'``. OpenSSL writes all or nothing and, after
+  ``SSLWantWriteError``, must be given the same bytes again, so that piece stays at the head of
+  the queue, unchanged, until it is taken. A single write larger than ``max_write_buffer_size``
+  is refused whole (BufferError), as thor 0.17 does; on an empty queue without ``'pause'``
+  (True), since no drain and so no (False) would follow. ``'pause'`` obeys TcpConnection's
+  rules: strictly alternating, True only with more than ``write_bufsize`` bytes queued (or a
+  write refused while bytes are queued), each True followed by a False once the queue drained
+  to half, unless the connection closes first.
 - **Closing has a TLS step.** ``close()`` flushes the queue, then sends close_notify (without
   blocking: if the socket cannot take it now, it is retried when writable; any other failure is
   ignored, it is a courtesy), then half-closes TCP and waits for the peer's FIN (or
@@ -84,8 +90,11 @@ class TlsConnection(TcpConnection):
         close (): the peer closed its side (close_notify or FIN, with or without close_notify),
             or the connection failed (``error`` says why: an OSError or an ssl.SSLError); once.
         disconnect (): the socket is closed now; exactly once.
-        pause (bool): True when the write queue passed ``write_bufsize`` (stop writing), False
-            when it drained; alternating.
+        pause (bool): True when the bytes queued after a write (what the socket did not take
+            at once) passed ``write_bufsize``, or a write was refused by a hard limit while bytes
+            were queued (stop writing); False when the queue drained to half of
+            ``write_bufsize`` (go on). Strictly alternating, True first; every True is followed
+            by a False unless the connection closes first.
         sent (): bytes were handed to the socket (may be emitted from within ``write``).
     """
 
@@ -134,17 +143,18 @@ class TlsConnection(TcpConnection):
         Raises:
             OSError: ``close()`` or ``abort()`` was called, or the connection failed.
             BufferError: the queue would exceed ``max_write_buffer_size`` bytes or
-                ``max_write_buffer_chunks`` chunks (nothing is queued then).
+                ``max_write_buffer_chunks`` chunks (nothing is queued then; if bytes were
+                queued already, ``'pause' (True)`` was emitted first unless the writer was
+                paused: wait for ``'pause' (False)``).
         """
         if self._buffer or self._state != _OPEN or not data or self.error is not None:
             # queue behind what waits, refuse, or ignore: exactly as TcpConnection does
             TcpConnection.write(self, data)
             return
         size = len(data)
-        if size > self.max_write_buffer_size:  # the hard limit holds on an empty queue too
-            if not self._output_paused:
-                self._output_paused = True
-                self.emit("pause", True)
+        if size > self.max_write_buffer_size:
+            # the hard limit holds on an empty queue too; no 'pause' (True) though: nothing is
+            # queued, so nothing would drain and no 'pause' (False) would ever follow
             raise BufferError(
                 f"write of {size} bytes refused: more than max_write_buffer_size "
                 f"({self.max_write_buffer_size} bytes)"
@@ -159,7 +169,7 @@ class TlsConnection(TcpConnection):
                 self._buffered = size
                 self._retry_head = True
                 self._set_mask(self._mask | FD_WRITABLE)
-                if size > self.write_bufsize:
+                if size > self.write_bufsize and not self._output_paused:
                     self._output_paused = True
                     self.emit("pause", True)
                 return
@@ -169,10 +179,11 @@ class TlsConnection(TcpConnection):
             if self.listener_count("sent"):
                 self.emit("sent")
             return
-        # Nothing queued, but more than one write's worth: through the queue, which splits it
+        # Nothing queued, but more than one write's worth: through the queue, which splits it,
+        # sending pieces while the socket takes them (only what it refuses stays queued)
         self._buffer.append(data if type(data) is bytes else bytes(data))
         self._buffered = size
-        failure = self._send_head()
+        failure = self._send_head(True)
         if failure is not None:
             self._fail_later(failure)
             return
@@ -336,50 +347,51 @@ class TlsConnection(TcpConnection):
         if not self._input_paused and self._state == _OPEN and not self._peer_closed:
             self.handle_fd_readable()
 
-    def _park(self) -> None:
-        """Paused, the peer hung up, input waits: leave the loop alone until pause(False)."""
-        self.loop._fd_unregister(self._fd)
-        self._registered = False
-
-    def _send_head(self) -> OSError | None:
-        """One TLS write of the queue's head; returns the failure, if it failed."""
+    def _send_head(self, repeat: bool = False) -> OSError | None:
+        """One TLS write of the queue's head or, with ``repeat``, as many as the socket takes
+        until the queue is empty; returns the failure, if one failed."""
         buffer = self._buffer
-        head = buffer[0]
-        if self._retry_head:
-            self._retry_head = False
-        else:
-            limit = self.write_coalesce
-            size = len(head)
-            if size > limit:
-                view = memoryview(head)
-                head = view[:limit]
-                buffer[0] = view[limit:]
-                buffer.appendleft(head)
-            elif len(buffer) > 1 and size + len(buffer[1]) <= limit:
-                chunks = [buffer.popleft()]
-                total = size
-                while buffer and total + len(buffer[0]) <= limit:
-                    chunk = buffer.popleft()
-                    chunks.append(chunk)
-                    total += len(chunk)
-                head = b"".join(chunks)
-                buffer.appendleft(head)
-        try:
-            sent = self.socket.send(head)
-        except _WOULD_BLOCK:
-            self._retry_head = True
-            self._set_mask(self._mask | FD_WRITABLE)
-            return None
-        except OSError as exc:
-            return exc
-        self._buffered -= sent
-        if sent >= len(head):
-            buffer.popleft()
-        else:  # a partial write (only if SSL_MODE_ENABLE_PARTIAL_WRITE were set)
-            buffer[0] = memoryview(head)[sent:]
+        taken = False
+        while True:
+            head = buffer[0]
+            if self._retry_head:
+                self._retry_head = False
+            else:
+                limit = self.write_coalesce
+                size = len(head)
+                if size > limit:
+                    view = memoryview(head)
+                    head = view[:limit]
+                    buffer[0] = view[limit:]
+                    buffer.appendleft(head)
+                elif len(buffer) > 1 and size + len(buffer[1]) <= limit:
+                    chunks = [buffer.popleft()]
+                    total = size
+                    while buffer and total + len(buffer[0]) <= limit:
+                        chunk = buffer.popleft()
+                        chunks.append(chunk)
+                        total += len(chunk)
+                    head = b"".join(chunks)
+                    buffer.appendleft(head)
+            try:
+                sent = self.socket.send(head)
+            except _WOULD_BLOCK:
+                self._retry_head = True
+                break
+            except OSError as exc:
+                return exc
+            taken = True
+            self._buffered -= sent
+            if sent >= len(head):
+                buffer.popleft()
+            else:  # a partial write (only if SSL_MODE_ENABLE_PARTIAL_WRITE were set)
+                buffer[0] = memoryview(head)[sent:]
+            if not (repeat and buffer):
+                break
         if buffer:
             self._set_mask(self._mask | FD_WRITABLE)
-        self._queue_sent()
+        if taken:
+            self._queue_sent()
         return None
 
     def _drain_discarding(self) -> None:
