@@ -75,7 +75,11 @@ class TcpConnection(EventSource):
         error: the OSError that broke the connection, or None.
 
     Settings (class attributes, bytes unless said otherwise):
-        read_bufsize: the most one read takes (64 KiB; 0.17: 16 KiB).
+        read_bufsize: what one read takes at most, ordinarily (64 KiB; 0.17: 16 KiB).
+        max_read_bufsize: while reads come back full (a bulk transfer), each next read may take
+            four times more, up to this (256 KiB); a read that fits in ``read_bufsize`` goes back
+            to it. Fewer, larger reads for bulk data; small messages never pay for a large
+            buffer. Set it to ``read_bufsize`` to read a fixed size.
         write_bufsize: ``'pause' (True)`` above this many queued bytes (256 KiB). In 0.17 this
             counted chunks (16).
         max_write_buffer_size: a write that would queue more raises BufferError (16 MiB).
@@ -96,6 +100,8 @@ class TcpConnection(EventSource):
     """
 
     read_bufsize: int = 64 * 1024
+    max_read_bufsize: int = 256 * 1024
+    _read_size = 0  # the next read's size while it is above read_bufsize (see max_read_bufsize)
     write_bufsize: int = 256 * 1024
     max_write_buffer_size: int = 16 * 1024 * 1024
     max_write_buffer_chunks: int = 4096
@@ -245,14 +251,20 @@ class TcpConnection(EventSource):
 
     def handle_fd_readable(self) -> None:
         """The socket is readable: one read, emitted as ``'data'``."""
+        size = self._read_size or self.read_bufsize
         try:
-            data = self.socket.recv(self.read_bufsize)
+            data = self.socket.recv(size)
         except _BLOCKING:
             return
         except OSError as exc:
             self._fail(exc)
             return
         if data:
+            if len(data) == size:  # more is probably waiting: read more at once next time
+                if size < self.max_read_bufsize:
+                    self._read_size = min(size * 4, self.max_read_bufsize)
+            elif self._read_size and len(data) <= self.read_bufsize:
+                self._read_size = 0
             if self._state == _OPEN:  # after close(), what the peer still sends is dropped
                 try:
                     self.emit("data", data)
