@@ -508,3 +508,20 @@ def run_inside_listener(fn: Callable[[], Any]) -> None:
     emitter = EventEmitter()
     emitter.on("go", fn)
     emitter.emit("go")
+
+
+@paths
+@pytest.mark.parametrize("arity", [0, 1, 2, 3])
+def test_a_top_level_emit_passes_every_arity_in_the_captured_context(
+    extra: int, arity: int
+) -> None:
+    # emit spells out the one- and zero-argument calls into the captured context
+    emitter = EventEmitter()
+    seen: list[tuple[tuple[Any, ...], str]] = []
+    LOCALE.set("at registration")
+    emitter.on("go", lambda *args: seen.append((args, LOCALE.get())))
+    _filler(emitter, "go", extra)
+    LOCALE.set("at emit")
+    args = tuple(range(arity))
+    assert emitter.emit("go", *args) is True
+    assert seen == [(args, "at registration")]

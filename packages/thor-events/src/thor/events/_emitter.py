@@ -356,6 +356,10 @@ class EventEmitter:
                     self.__events[event] = []
                 if _in_listener():
                     entry.listener(*args)
+                elif len(args) == 1:  # (spelt out: run(f, *args) builds a new tuple per call)
+                    entry.context.run(entry.listener, args[0])
+                elif not args:
+                    entry.context.run(entry.listener)
                 else:
                     entry.context.run(entry.listener, *args)
                 return True
@@ -367,6 +371,8 @@ class EventEmitter:
                     self.__drop_once(event, entry)
                 if nested:
                     entry.listener(*args)
+                elif len(args) == 1:
+                    entry.context.run(entry.listener, args[0])
                 else:
                     entry.context.run(entry.listener, *args)
             return True
