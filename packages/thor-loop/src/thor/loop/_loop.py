@@ -276,8 +276,15 @@ class LoopBase(EventEmitter):
                 if event._cancelled:
                     continue
                 event.fired = True
+                args = event._args
                 try:
-                    event._context.run(event._callback, *event._args)
+                    # (spelt out: run(f, *args) builds a new tuple per call)
+                    if not args:
+                        event._context.run(event._callback)
+                    elif len(args) == 1:
+                        event._context.run(event._callback, args[0])
+                    else:
+                        event._context.run(event._callback, *args)
                 except Exception as exc:
                     self._report(exc, f"callback {event._callback!r}")
                 if not self.running:  # a callback may have stopped the loop
