@@ -515,7 +515,7 @@ def run_inside_listener(fn: Callable[[], Any]) -> None:
 def test_a_top_level_emit_passes_every_arity_in_the_captured_context(
     extra: int, arity: int
 ) -> None:
-    # emit spells out the one- and zero-argument calls into the captured context
+    # emit spells out the zero-, one- and three-argument calls into the captured context
     emitter = EventEmitter()
     seen: list[tuple[tuple[Any, ...], str]] = []
     LOCALE.set("at registration")

@@ -360,6 +360,8 @@ class EventEmitter:
                     entry.context.run(entry.listener, args[0])
                 elif not args:
                     entry.context.run(entry.listener)
+                elif len(args) == 3:  # response_start (status, phrase, headers) and the like
+                    entry.context.run(entry.listener, args[0], args[1], args[2])
                 else:
                     entry.context.run(entry.listener, *args)
                 return True
