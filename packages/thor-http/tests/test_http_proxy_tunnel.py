@@ -5,6 +5,7 @@ requests (Host regenerated), CONNECT to an allowed port (tunnel) and to another 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,13 @@ def test_upgrade_is_passed_through_as_a_tunnel(harness: Harness) -> None:
     front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
     tunnels: list[tuple[ProxyExchange, Tunnel]] = []
     records: list[AccessRecord] = []
-    proxy.on("tunnel", lambda px, tunnel: tunnels.append((px, tunnel)))
+    tunnel_closed = threading.Event()
+
+    def on_tunnel(px: ProxyExchange, tunnel: Tunnel) -> None:
+        tunnels.append((px, tunnel))
+        tunnel.on("close", tunnel_closed.set)
+
+    proxy.on("tunnel", on_tunnel)
     proxy.on("access", records.append)
 
     def client() -> tuple[support.Response, bytes]:
@@ -71,7 +78,11 @@ def test_upgrade_is_passed_through_as_a_tunnel(harness: Harness) -> None:
         reader = support.ResponseReader(sock)
         head = reader.read()
         sock.sendall(b"world, bye")
-        return head, reader.rest(2.0)
+        data = reader.rest(2.0)  # until the origin's FIN, which the proxy passes on
+        # the tunnel is half-closed now: it is over once the client closes its side too
+        sock.shutdown(socket.SHUT_WR)
+        tunnel_closed.wait(5.0)
+        return head, data
 
     head, data = harness.client(client, settle=0.1)
     assert head.status == b"101"

@@ -1076,6 +1076,173 @@ def test_close_flushes_a_connection_taken_off_the_loop_after_a_hang_up(net: Net)
     assert log == ["disconnect"]
 
 
+# -- half-close: shutdown_write() ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reading", ["reading", "paused-then-resumed"])
+def test_shutdown_write_flushes_sends_fin_and_keeps_reading(net: Net, reading: str) -> None:
+    """shutdown_write() with bytes queued: the peer gets them all, then EOF; it answers with
+    more than the socket buffers hold and closes; we get the whole answer ('data' goes on after
+    our FIN, pausing works), then 'close' and 'disconnect' without calling close()."""
+    request, answer = hashlib.sha256(), hashlib.sha256()
+    got_request, got_answer = hashlib.sha256(), hashlib.sha256()
+    log: list[str] = []
+    st: dict[str, Any] = {"request": 0, "answer": 0, "got_answer": 0, "paused_once": False}
+
+    def ready(peer: TcpConnection, conn: TcpConnection) -> None:
+        blocks = fill_socket(conn, request)  # the peer is not reading yet: bytes are queued
+        st["request"] = blocks * 64 * KIB
+        conn.shutdown_write()
+        st["queued_at_shutdown"] = conn.write_buffer_size
+        st["connected"] = conn.tcp_connected
+        try:
+            conn.write(b"late")
+        except OSError:
+            st["write_raised"] = True
+        conn.shutdown_write()  # a no-op now
+
+        def on_data(data: bytes) -> None:
+            got_answer.update(data)
+            st["got_answer"] += len(data)
+            if reading != "reading" and not st["paused_once"]:
+                st["paused_once"] = True
+                conn.pause(True)
+                # once more of the answer waits in the socket, resume
+                net.when(lambda: tf.has_unread(conn.socket), conn.pause, False)
+
+        conn.on("data", on_data)
+        conn.on("close", counter(log, "close"))
+        conn.on("disconnect", counter(log, "disconnect", net.done))
+        conn.pause(False)
+
+        def on_peer_data(data: bytes) -> None:
+            got_request.update(data)
+            st["got_request"] = st.get("got_request", 0) + len(data)
+
+        def on_peer_eof() -> None:  # the request is complete: answer, then close
+            st["request_at_eof"] = st.get("got_request", 0)
+            for index in range(64):  # 4 MiB
+                chunk = block(1000 + index)
+                peer.write(chunk)
+                answer.update(chunk)
+                st["answer"] += len(chunk)
+            peer.close()
+
+        peer.on("data", on_peer_data)
+        peer.on("close", on_peer_eof)
+        net.later(0.05, peer.pause, False)
+
+    net.pair(ready)
+    net.run(timeout=10.0, what="the answer did not arrive after shutdown_write()")
+    assert st["queued_at_shutdown"] > 0, "nothing was queued: the case under test did not happen"
+    assert st["connected"] is False
+    assert st.get("write_raised"), "write() after shutdown_write() did not raise OSError"
+    assert st["request_at_eof"] == st["request"], "the peer's EOF came before all the data"
+    assert got_request.digest() == request.digest()
+    assert st["got_answer"] == st["answer"], "the answer after our FIN did not arrive whole"
+    assert got_answer.digest() == answer.digest()
+    assert log == ["close", "disconnect"]
+
+
+def test_shutdown_write_on_an_empty_queue_sends_fin_at_once(net: Net) -> None:
+    """With nothing queued the FIN goes out at once (no loop turn needed); reading goes on."""
+    log: list[Any] = []
+
+    def ready(peer: TcpConnection, conn: TcpConnection) -> None:
+        conn.write(b"question")
+        conn.shutdown_write()
+        conn.on("data", lambda data: log.append(("data", data)))
+        conn.on("close", counter(log, "close"))
+        conn.on("disconnect", counter(log, "disconnect", net.done))
+        conn.pause(False)
+        received = bytearray()
+
+        def on_peer_eof() -> None:
+            log.append(("peer got", bytes(received)))
+            peer.write(b"answer")
+            peer.close()
+
+        peer.on("data", received.extend)
+        peer.on("close", on_peer_eof)
+        peer.pause(False)
+
+    net.pair(ready)
+    net.run()
+    assert log == [("peer got", b"question"), ("data", b"answer"), "close", "disconnect"]
+
+
+def test_close_after_shutdown_write_stops_reading(net: Net) -> None:
+    """close() after shutdown_write(): what the peer sends afterwards is dropped; the socket
+    closes at the peer's FIN."""
+    log: list[Any] = []
+
+    def ready(peer: TcpConnection, conn: TcpConnection) -> None:
+        conn.shutdown_write()
+
+        def on_data(data: bytes) -> None:
+            log.append(("data", data))
+            conn.close()  # enough: whatever comes next is dropped
+            peer_send_more()
+
+        conn.on("data", on_data)
+        conn.on("close", counter(log, "close"))
+        conn.on("disconnect", counter(log, "disconnect", lambda: net.done(0.05)))
+        conn.pause(False)
+
+        def peer_send_more() -> None:
+            peer.write(b"dropped")
+            peer.close()
+
+        peer.on("close", lambda: peer.write(b"first"))
+        peer.pause(False)
+
+    net.pair(ready)
+    net.run()
+    assert log[0] == ("data", b"first")
+    assert ("data", b"dropped") not in log
+    assert log[-1] == "disconnect" and log.count("disconnect") == 1
+
+
+def test_shutdown_write_after_the_peers_fin_closes(net: Net) -> None:
+    """The peer half-closed first (and reads on): our shutdown_write() is then close() (flush,
+    FIN, the socket closes)."""
+    received = bytearray()
+    log: list[str] = []
+
+    def ready(peer: TcpConnection, conn: TcpConnection) -> None:
+        def on_close() -> None:
+            log.append("close")
+            conn.write(b"late answer")
+            conn.shutdown_write()
+
+        conn.on("close", on_close)
+        conn.on("disconnect", counter(log, "disconnect"))
+        conn.pause(False)
+        collect(peer, received, on_eof=lambda: net.done(0.05))
+        peer.shutdown_write()
+
+    net.pair(ready)
+    net.run()
+    assert bytes(received) == b"late answer"
+    assert log == ["close", "disconnect"]
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_shutdown_write_after_close_or_abort_is_a_noop(net: Net, how: str) -> None:
+    st: dict[str, Any] = {}
+
+    def ready(peer: TcpConnection, conn: TcpConnection) -> None:
+        getattr(conn, how)()
+        state = repr(conn)
+        conn.shutdown_write()
+        st["unchanged"] = repr(conn) == state
+        net.done()
+
+    net.pair(ready)
+    net.run()
+    assert st["unchanged"]
+
+
 # -- errors in listeners --------------------------------------------------------------------------
 
 

@@ -151,6 +151,48 @@ def test_close_sends_close_notify_and_both_sides_disconnect(loop: LoopBase, pki:
     assert sorted(disconnects) == ["client", "server"]
 
 
+def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
+    """No half-close over TLS: shutdown_write() flushes, sends close_notify and FIN like
+    close(), and what the peer sends afterwards is dropped."""
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {"client_data": []}
+    disconnects: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        received = bytearray()
+
+        def on_close() -> None:
+            seen["server"] = (bytes(received), conn.close_notify_received, conn.error)
+            conn.write(b"dropped by the client")
+            conn.close()
+
+        conn.on("data", received.extend)
+        conn.on("close", on_close)
+        conn.on("disconnect", lambda: disconnects.append("server"))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("data", seen["client_data"].append)
+        conn.on("disconnect", partial(record_and_stop, loop, disconnects, "client"))
+        conn.pause(False)
+        conn.write(b"last words")
+        conn.shutdown_write()
+        seen["connected"] = conn.tcp_connected
+        try:
+            conn.write(b"too late")
+        except OSError:
+            seen["write_raised"] = True
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["server"] == (b"last words", True, None)
+    assert seen["connected"] is False and seen.get("write_raised")
+    assert seen["client_data"] == []
+    assert sorted(disconnects) == ["client", "server"]
+
+
 def test_eof_without_close_notify_is_a_normal_close(loop: LoopBase, pki: Pki) -> None:
     """A ragged EOF (FIN with no close_notify) gives 'close' with no error, like a FIN."""
     server = tls_server(loop, pki)
@@ -482,11 +524,11 @@ class Sink:
 
 
 def test_a_big_write_the_socket_takes_pauses_nobody(loop: LoopBase, pki: Pki) -> None:
-    """A write 16 times ``write_bufsize`` (4 ``write_coalesce`` pieces) on an empty queue, into
+    """A write 16 times ``write_bufsize`` (8 ``write_coalesce`` pieces) on an empty queue, into
     a send buffer with room for all of it: write() sends every piece, nothing stays queued, so
-    no 'pause' at all."""
+    no 'pause' at all. (Small settings, so that the default net.core.wmem_max is enough.)"""
     server = tls_server(loop, pki)
-    data = block(5, 1024 * 1024)
+    data = block(5, 256 * 1024)
     sinks: list[Sink] = []
     events: list[tuple[bool, int]] = []
     seen: dict[str, Any] = {}
@@ -497,8 +539,9 @@ def test_a_big_write_the_socket_takes_pauses_nobody(loop: LoopBase, pki: Pki) ->
         server.shutdown()
 
     def on_client_connect(conn: TlsConnection) -> None:
-        conn.write_bufsize = 64 * 1024
-        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * 1024 * 1024)
+        conn.write_bufsize = 16 * 1024
+        conn.write_coalesce = 32 * 1024
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024 * 1024)
         conn.on("pause", lambda paused: events.append((paused, conn.write_buffer_size)))
         conn.write(data)
         seen["queued"], seen["events"] = conn.write_buffer_size, list(events)

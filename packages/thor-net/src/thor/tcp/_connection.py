@@ -4,7 +4,10 @@ Theory of operation
 -------------------
 States: OPEN -> (close() with bytes still buffered) FLUSHING -> (buffer empty: our FIN sent with
 ``shutdown(SHUT_WR)``) OUTPUT_CLOSED -> (peer's FIN, or ``close_timeout``) CLOSED. ``abort()``
-and failures go straight to CLOSED.
+and failures go straight to CLOSED. Half-close (``shutdown_write()``) keeps reading: OPEN ->
+(bytes still buffered) SHUTTING -> (buffer empty: our FIN sent) READ_ONLY -> (peer's FIN) CLOSED;
+no timer, since the peer may go on sending for as long as it likes; ``close()`` in SHUTTING or
+READ_ONLY moves to FLUSHING or OUTPUT_CLOSED (reading stops).
 
 Events follow thor 0.17's half-close model: ``'close'`` once, when the peer's FIN arrives or the
 connection fails; ``'disconnect'`` once, when the socket is really closed, whoever closed it.
@@ -56,6 +59,8 @@ __all__ = ["TcpConnection"]
 
 
 _OPEN, _FLUSHING, _OUTPUT_CLOSED, _CLOSED = "open", "flushing", "output-closed", "closed"
+_SHUTTING, _READ_ONLY = "shutting-output", "read-only"  # shutdown_write(): flushing, FIN sent
+_READING = (_OPEN, _SHUTTING, _READ_ONLY)  # the states in which 'data' is delivered
 _IOV_MAX = 512
 _BLOCKING = (BlockingIOError, InterruptedError)
 
@@ -142,10 +147,11 @@ class TcpConnection(EventSource):
     def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) reading. Connections start paused.
 
-        After the peer's FIN, or once the connection is closing, reads stay off.
+        After the peer's FIN, or once the connection is closing, reads stay off (after
+        ``shutdown_write()`` they go on until the peer's FIN).
         """
         self._input_paused = paused
-        if self._state != _OPEN or self._peer_closed:
+        if self._state not in _READING or self._peer_closed:
             return
         if not self._registered:
             if paused:
@@ -164,7 +170,8 @@ class TcpConnection(EventSource):
         """Send ``data``; what the socket does not take now is queued and sent in order.
 
         Raises:
-            OSError: ``close()`` or ``abort()`` was called, or the connection failed.
+            OSError: ``close()``, ``shutdown_write()`` or ``abort()`` was called, or the
+                connection failed.
             BufferError: the queue would exceed ``max_write_buffer_size`` bytes or
                 ``max_write_buffer_chunks`` chunks (nothing is queued then; if bytes were
                 queued already, ``'pause' (True)`` was emitted first unless the writer was
@@ -221,9 +228,18 @@ class TcpConnection(EventSource):
 
     def close(self) -> None:
         """Close gracefully: send what is queued, then our FIN; close the socket when the peer's
-        FIN arrives or after ``close_timeout``. Idempotent; ``write`` raises afterwards."""
-        if self._state != _OPEN:
-            return
+        FIN arrives or after ``close_timeout``; what the peer still sends is dropped.
+        Idempotent; ``write`` raises afterwards. After ``shutdown_write()``, this stops the
+        reading and starts the wait for the peer's FIN."""
+        state = self._state
+        if state != _OPEN:
+            if state == _SHUTTING:  # still flushing: go on, but as close() does
+                self._state = _OPEN
+            elif state == _READ_ONLY:  # our FIN is out: just stop delivering data
+                self._output_closed()
+                return
+            else:
+                return
         if self._buffer:
             self._state = _FLUSHING
             if self._registered:
@@ -234,6 +250,29 @@ class TcpConnection(EventSource):
                 self.loop._fd_register(self._fd, self._mask, self)
             return
         self._shutdown_output()
+
+    def shutdown_write(self) -> None:
+        """Half-close: send what is queued, then our FIN (``shutdown(SHUT_WR)``), and go on
+        reading until the peer's FIN.
+
+        ``write`` raises OSError afterwards. ``'data'`` goes on (while not paused; ``pause``
+        works as before), as do ``'pause'`` (False) and ``'sent'`` while the queue drains; the
+        peer's FIN then emits ``'close'`` and closes the socket (``'disconnect'``): both
+        directions are over. There is no timer: the peer may send for as long as it likes
+        (``close()`` stops the reading and starts ``close_timeout``; ``abort()`` closes at
+        once). When the peer's FIN came already, this is ``close()``. A no-op once closing or
+        closed.
+        """
+        if self._state != _OPEN:
+            return
+        if self._peer_closed:
+            self.close()
+            return
+        self._state = _SHUTTING
+        if self._buffer:
+            self._set_mask(self._mask | FD_WRITABLE)  # (set already, unless parked)
+        else:
+            self._shutdown_output()
 
     def abort(self) -> None:
         """Close the socket at once, dropping anything queued. Idempotent."""
@@ -265,7 +304,7 @@ class TcpConnection(EventSource):
                     self._read_size = min(size * 4, self.max_read_bufsize)
             elif self._read_size and len(data) <= self.read_bufsize:
                 self._read_size = 0
-            if self._state == _OPEN:  # after close(), what the peer still sends is dropped
+            if self._state in _READING:  # after close(), what the peer still sends is dropped
                 try:
                     self.emit("data", data)
                 except Exception:
@@ -321,7 +360,7 @@ class TcpConnection(EventSource):
 
     def handle_fd_close(self) -> None:
         """The peer hung up. While reading, the EOF is seen by the read; while paused, look."""
-        if self._state == _CLOSED or (self._mask & FD_READABLE and self._state == _OPEN):
+        if self._state == _CLOSED or (self._mask & FD_READABLE and self._state in _READING):
             return
         try:
             peeked = self.socket.recv(1, socket.MSG_PEEK)
@@ -332,7 +371,7 @@ class TcpConnection(EventSource):
             return
         if not peeked:
             self._peer_eof()
-        elif self._state == _OPEN:
+        elif self._state in _READING:
             self._park()  # unread data is waiting for pause(False)
         else:
             self._drain_discarding()
@@ -366,7 +405,7 @@ class TcpConnection(EventSource):
         FIN if closing); un-pause the writer once half drained; emit ``'sent'``."""
         if not self._buffer:
             self._set_mask(self._mask & ~FD_WRITABLE)
-            if self._state == _FLUSHING:
+            if self._state in (_FLUSHING, _SHUTTING):
                 self._shutdown_output()
         if self._output_paused and self._buffered <= self.write_bufsize // 2:
             self._output_paused = False
@@ -390,7 +429,7 @@ class TcpConnection(EventSource):
 
     def _peer_eof(self) -> None:
         self._peer_closed = True
-        if self._state in (_OUTPUT_CLOSED, _CLOSED):
+        if self._state in (_OUTPUT_CLOSED, _CLOSED, _READ_ONLY):
             self._emit_close()
             self._close_socket()
             return
@@ -403,6 +442,8 @@ class TcpConnection(EventSource):
             self.emit("close")
 
     def _shutdown_output(self) -> None:
+        """The queue is empty: send our FIN (the socket is closed at once if the peer's came
+        already); then wait for the peer's, reading (shutdown_write) or dropping (close)."""
         if self._peer_closed:
             self._close_socket()
             return
@@ -411,6 +452,13 @@ class TcpConnection(EventSource):
         except OSError:
             self._close_socket()
             return
+        if self._state == _SHUTTING:
+            self._state = _READ_ONLY  # reading goes on as it was
+            return
+        self._output_closed()
+
+    def _output_closed(self) -> None:
+        """Our FIN is out: drop what the peer still sends, until its FIN or the timer."""
         self._state = _OUTPUT_CLOSED
         if not self._registered:
             self._registered = True

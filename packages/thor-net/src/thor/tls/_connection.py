@@ -33,6 +33,12 @@ the socket is touched, because an SSLSocket differs from a plain socket in four 
   ``close_timeout``) as TcpConnection does; from then on the socket is read below TLS and what
   arrives is dropped.
 
+No half-close: ``shutdown_write()`` is ``close()`` here. Sending close_notify while reading on
+would take ``SSL_shutdown`` alone, but ``SSLSocket.unwrap()`` (the only way the ssl module offers)
+calls it a second time to read the peer's close_notify, and OpenSSL then rejects application data
+that arrives after ours (APPLICATION_DATA_AFTER_CLOSE_NOTIFY): the data is lost and the
+connection fails. A FIN without close_notify would look like a truncation to most peers.
+
 The peer's close_notify ends the input (``'close'``). An EOF **without** close_notify (a
 "ragged" or unexpected EOF) is treated as a normal close too, as browsers and most HTTP stacks
 do: HTTP frames its messages itself, so a truncation is caught there; TLS-level truncation
@@ -190,6 +196,12 @@ class TlsConnection(TcpConnection):
         if not self._output_paused and self._buffered > self.write_bufsize:
             self._output_paused = True
             self.emit("pause", True)
+
+    def shutdown_write(self) -> None:
+        """No half-close over TLS (see the module docstring): the same as ``close()`` (send
+        what is queued, close_notify, our FIN; what the peer still sends is dropped; the socket
+        closes at the peer's FIN or after ``close_timeout``)."""
+        self.close()
 
     def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) reading. Connections start paused.

@@ -5,9 +5,20 @@ what one side sends is written to the other. Each side gets a sink object (``_En
 closures): ``data`` is written to the other side; when a side's write buffer passes its
 high-water mark (its ``'pause'`` (True)), the *other* side stops being read until it drains, so
 a slow reader slows the fast writer down through TCP and memory stays bounded by the two write
-buffers. When either side closes or fails, both are closed (what was queued is still sent):
-thor's TcpConnection drops what a peer sends after our ``close()``, so half-closed tunnels are
-not kept open.
+buffers.
+
+Half-close: when one side's peer sends its FIN (that TcpConnection's ``'close'`` with no
+``error``), the other side gets ``shutdown_write()``: it sends what it has queued, then its own
+FIN, and goes on reading, so bytes keep flowing the other way (flow control unchanged) until
+that peer closes too. A TcpConnection closes its socket once both directions are over (the
+second FIN: the side whose peer closed first flushes and closes when told to shut its output);
+its ``'disconnect'`` ends the tunnel. A TlsConnection cannot half-close (its
+``shutdown_write()`` is ``close()``): when it is the side told to shut its output, what its peer
+sends afterwards is dropped, and the tunnel ends when that side disconnects.
+
+The tunnel is over (``closed``, ``'close'`` emitted, both sides closed, each still sending what
+it has queued) when a side disconnects (both its directions done, or it failed), when a side
+fails, on the idle timeout, or on ``close()``.
 
 Idle tunnels: with an ``idle_timeout``, one timer per tunnel fires every ``idle_timeout``
 seconds and closes the tunnel when nothing was relayed since the last time (each relayed chunk
@@ -30,12 +41,13 @@ __all__ = ["Tunnel"]
 class _End:
     """The sink of one side of a tunnel."""
 
-    __slots__ = ("other", "own", "tunnel")
+    __slots__ = ("ended", "other", "own", "tunnel")
 
     def __init__(self, tunnel: Tunnel, own: TcpConnection, other: TcpConnection) -> None:
         self.tunnel = tunnel
         self.own = own
         self.other = other
+        self.ended = False  # own's peer sent its FIN: nothing more comes from this side
 
     def data(self, chunk: bytes) -> None:
         tunnel = self.tunnel
@@ -58,7 +70,16 @@ class _End:
             self.other.pause(paused)
 
     def close(self) -> None:
-        self.tunnel.close()
+        # own's peer sent its FIN (or own failed): pass the FIN on, once the other side has
+        # sent what it has queued; the other direction goes on
+        tunnel = self.tunnel
+        if tunnel.closed or self.ended:
+            return
+        if self.own.error is not None:
+            tunnel.close()
+            return
+        self.ended = True
+        self.other.shutdown_write()
 
     def disconnect(self) -> None:
         self.tunnel.close()
@@ -76,7 +97,7 @@ class Tunnel(EventEmitter):
     Attributes:
         bytes_up: bytes relayed from the client to the next hop.
         bytes_down: bytes relayed from the next hop to the client.
-        closed: True once either side closed.
+        closed: True once the tunnel is over (see the module docstring).
 
     Events:
         close (): the tunnel is over (both sides are closing); once.
@@ -104,8 +125,9 @@ class Tunnel(EventEmitter):
         self._timer: ScheduledEvent | None = None
         if idle_timeout:
             self._timer = self._loop.schedule(idle_timeout, self._check_idle)
-        downstream.sink(_End(self, downstream, upstream))
-        upstream.sink(_End(self, upstream, downstream))
+        ends = (_End(self, downstream, upstream), _End(self, upstream, downstream))
+        downstream.sink(ends[0])
+        upstream.sink(ends[1])
         try:
             if down_rest:
                 upstream.write(down_rest)
@@ -119,6 +141,9 @@ class Tunnel(EventEmitter):
         if not self.closed:
             downstream.pause(False)
             upstream.pause(False)
+        # a peer's FIN that came before the tunnel (told to whoever listened then)
+        for end in [end for end in ends if not end.own.tcp_connected]:
+            end.close()
 
     def _check_idle(self) -> None:
         self._timer = None
@@ -132,7 +157,8 @@ class Tunnel(EventEmitter):
         self._timer = self._loop.schedule(self.idle_timeout, self._check_idle)
 
     def close(self) -> None:
-        """Close both sides (each sends what it has queued first). Idempotent."""
+        """End the tunnel: close both sides (each sends what it has queued first; what their
+        peers send afterwards is dropped). Idempotent."""
         if self.closed:
             return
         self.closed = True
