@@ -24,6 +24,7 @@ response, and emits ``'stop'`` once every connection is closed.
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from thor.tcp import TcpConnection
 
 __all__ = ["HttpServer"]
+
+logger = logging.getLogger("thor.http")
 
 
 class HttpServer(EventEmitter):
@@ -107,7 +110,7 @@ class HttpServer(EventEmitter):
             becomes the client's address it names. The header must be complete within
             ``request_head_timeout`` (``request_timeout`` when None); a connection whose
             header is missing, malformed or late is closed without a response. Plain TCP
-            only (False).
+            only: with ``tls_context`` the constructor raises ValueError (False).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -173,6 +176,11 @@ class HttpServer(EventEmitter):
         )
         self.tcp_server: TcpServer
         self.tls = tls_context is not None
+        if tls_context is not None and self.proxy_protocol:
+            raise ValueError(
+                "proxy_protocol is for plain TCP listeners: the PROXY header would come "
+                "before the TLS handshake, which TlsServer does itself"
+            )
         if tls_context is not None:
             from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
 
@@ -215,6 +223,10 @@ class HttpServer(EventEmitter):
         after the header: they are served as if just read from the connection.
         """
         if after_header is None and self.proxy_protocol:
+            if self.tls:  # (set after construction: the handshake is done, no header came)
+                logger.error("%r: proxy_protocol on an HTTPS server: connection refused", self)
+                tcp_conn.abort()
+                return
             # imported here: only servers behind a balancer need it
             from ._proxy_protocol import ProxyHeaderReader  # noqa: PLC0415
 
