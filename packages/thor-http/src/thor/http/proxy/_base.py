@@ -190,6 +190,10 @@ class ProxyBase(EventEmitter):
     change takes effect from the next request; the ``upstream_*`` ones apply to the client the
     proxy made, not to one it was given):
         via_name: the pseudonym in the Via fields added both ways (``"thor"``); None: no Via.
+        loop_hops: a request whose Via fields already name ``via_name`` this many times is
+            going round a forwarding loop (the proxy, or a chain through it, forwarding to
+            itself): answered 508 Loop Detected, not forwarded (10; 0: never; needs via_name).
+            Give chained proxies distinct names for a tighter bound.
         trusted_hops: addresses or networks (strings) whose Forwarded / X-Forwarded-For fields
             are believed and extended; from any other client they are dropped (``()``).
         forwarded: add a ``Forwarded`` field (RFC 7239) to requests (True).
@@ -212,6 +216,7 @@ class ProxyBase(EventEmitter):
     """
 
     via_name: str | None = "thor"
+    loop_hops: int = 10
     trusted_hops: tuple[str, ...] | list[str] = ()
     forwarded: bool = True
     x_forwarded_for: bool = True
@@ -254,7 +259,7 @@ class ProxyBase(EventEmitter):
         #: for a one-field head, 2 us for a browser's). When the heads do not repeat (a request
         #: id in each), the cache is mostly misses: it is then left alone for a while. Heads
         #: whose fields total more than _FIELDS_ENTRY_MAX bytes are not kept.
-        self._fields: dict[tuple[Any, ...], tuple[RawHeaderListType, Any, Any, Any]] = {}
+        self._fields: dict[tuple[Any, ...], tuple[RawHeaderListType, Any, Any, Any, int]] = {}
         #: [hits, requests left that skip the cache] (a list: the per-request path sets no
         #: attribute, so it never goes through __setattr__)
         self._fields_counts = [0, 0]
@@ -376,7 +381,18 @@ class ProxyBase(EventEmitter):
                     counts[0] = 0
                     cache.clear()
                 cache[key] = found
-        fields, host, upgrade, remaining = found
+        fields, host, upgrade, remaining, own_hops = found
+        if own_hops and 0 < self.loop_hops <= own_hops:
+            px.record.error = "forwarding loop"
+            px.respond(
+                508,
+                b"Loop Detected",
+                [(b"Content-Type", b"text/plain")],
+                b"forwarding loop: this request already went through %d proxies named %s\n"
+                % (own_hops, (self.via_name or "").encode("ascii")),
+                close=True,
+            )
+            return
         px.req_hdrs = fields[:]  # (a copy: hooks and selectors may change it)
         if px.host is None:
             px.host = host

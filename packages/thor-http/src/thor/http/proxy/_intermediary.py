@@ -13,8 +13,10 @@ received, with a table from lower-case name to action (``_REQUEST_ACTIONS``):
 - ``Forwarded`` and ``X-Forwarded-For`` are believed only from a trusted hop (``TrustedHops``):
   from anyone else they are dropped, so a client cannot forge the chain; then the proxy appends
   its own entry for the peer it received the request from;
-- ``Via`` is appended to (RFC 9110 §7.6.3), ``Max-Forwards`` decremented on TRACE and OPTIONS
-  (RFC 9110 §7.6.2; the caller answers locally when it is 0).
+- ``Via`` is appended to (RFC 9110 §7.6.3), and the entries that already name the proxy's own
+  pseudonym are counted: a request that keeps coming back is a forwarding loop (the caller
+  stops it); ``Max-Forwards`` decremented on TRACE and OPTIONS (RFC 9110 §7.6.2; the caller
+  answers locally when it is 0).
 
 Responses need less: the server's serialiser already drops hop-by-hop fields (and those the
 Connection field names) and frames the body itself; ``strip_response`` exists for hooks that
@@ -46,6 +48,7 @@ __all__ = [
     "strip_response",
     "trace_body",
     "upstream_fields",
+    "via_hops",
 ]
 
 # actions of upstream_fields, by lower-case field name
@@ -58,6 +61,7 @@ _XFF = 5
 _LENGTH = 6
 _MAX_FORWARDS = 7
 _UPGRADE = 8
+_VIA = 9
 
 _REQUEST_ACTIONS: dict[bytes, int] = dict.fromkeys(hop_by_hop_hdrs, _DROP)
 _REQUEST_ACTIONS.update(
@@ -70,6 +74,7 @@ _REQUEST_ACTIONS.update(
         b"max-forwards": _MAX_FORWARDS,
         b"upgrade": _UPGRADE,
         b"expect": _DROP,
+        b"via": _VIA,
     }
 )
 _HOP_BY_HOP = frozenset(hop_by_hop_hdrs)
@@ -146,7 +151,7 @@ def upstream_fields(
     keep_length: bool,
     max_forwards_methods: bool,
     authority: bytes | None = None,
-) -> tuple[RawHeaderListType, bytes | None, bytes | None, int | None]:
+) -> tuple[RawHeaderListType, bytes | None, bytes | None, int | None, int]:
     """The fields of a request to forward (see the module docstring).
 
     Args:
@@ -163,10 +168,11 @@ def upstream_fields(
             request is for; None: the Host field's.
 
     Returns:
-        ``(fields, host, upgrade, max_forwards)``: the fields to send (without Host), the Host
-        received, the Upgrade field's value (None when absent), and the Max-Forwards value
+        ``(fields, host, upgrade, max_forwards, own_hops)``: the fields to send (without Host),
+        the Host received, the Upgrade field's value (None when absent), the Max-Forwards value
         received (None when absent, invalid, or not TRACE/OPTIONS; the fields then hold it
-        decremented).
+        decremented), and how many Via entries received name ``via``'s pseudonym (the times
+        the request already went through a proxy of that name).
     """
     out: RawHeaderListType = []
     append = out.append
@@ -176,6 +182,7 @@ def upstream_fields(
     xff: list[bytes] | None = None
     tokens: list[bytes] | None = None
     remaining = None
+    own_hops = 0
     actions = _REQUEST_ACTIONS
     names = FIELD_NAME_CACHE
     for field in headers:
@@ -207,6 +214,10 @@ def upstream_fields(
                 xff.append(field[1].strip(OWS))
         elif action == _UPGRADE:
             upgrade = field[1].strip(OWS)
+        elif action == _VIA:
+            append(field)
+            if via is not None:
+                own_hops += via_hops(field[1], via.partition(b" ")[2])
         elif action == _MAX_FORWARDS:
             if max_forwards_methods and remaining is None:
                 remaining = max_forwards(field[1])
@@ -246,7 +257,19 @@ def upstream_fields(
             if xff:
                 address = b", ".join(xff) + b", " + address
             append((b"X-Forwarded-For", address))
-    return out, host, upgrade, remaining
+    return out, host, upgrade, remaining, own_hops
+
+
+def via_hops(value: bytes, pseudonym: bytes) -> int:
+    """How many entries of a Via field value (``1.1 a, 1.0 b (comment)``) were added by a
+    proxy named ``pseudonym`` (RFC 9110 §7.6.3: received-protocol RWS received-by [comment])."""
+    count = 0
+    for entry in value.split(b","):
+        # RWS is SP and HTAB only (bytes.split() would also split on VT, FF, CR, LF)
+        parts = [part for part in entry.replace(b"\t", b" ").split(b" ") if part]
+        if len(parts) >= 2 and parts[1] == pseudonym:
+            count += 1
+    return count
 
 
 #: (client, host, proto) -> (our Forwarded element, our X-Forwarded-For entry): a proxy sees
