@@ -276,9 +276,13 @@ def test_the_documented_examples_are_valid() -> None:
     documented = parse_config(textwrap.dedent(block), "docstring")
     assert documented.groups["app"].health_check == "/health"
     assert documented.routes[0].host == "api.example.com"
-    example = textwrap.dedent(EXAMPLE_CONFIG.split(":\n", 1)[1])
-    config = parse_config(example, "--help")
+    reverse, forward = EXAMPLE_CONFIG.split(":\n", 1)[1].split("\na forward proxy", 1)
+    config = parse_config(textwrap.dedent(reverse), "--help")
     assert [(r.path, r.upstream) for r in config.routes] == [("/static", "static"), ("/", "app")]
+    forward_config = parse_config(textwrap.dedent(forward.split(":\n", 1)[1]), "--help")
+    assert forward_config.connect_ports == (443, 8443)
+    forward_block = _config.__doc__.split("::\n\n", 2)[2].split("\n\nValidation", 1)[0]
+    assert parse_config(textwrap.dedent(forward_block), "docstring").connect_ports == (443, 8443)
 
 
 def test_the_proxy_table() -> None:
@@ -329,3 +333,57 @@ def test_a_reload_names_what_needs_a_restart(table: str, changed: list[str]) -> 
     before = _restart_only(parse_config(upstreams))
     after = _restart_only(parse_config(table + upstreams))
     assert [name for name in before if before[name] != after[name]] == changed
+
+
+# -- a forward proxy ------------------------------------------------------------------------------
+
+
+def test_a_forward_table_makes_a_forward_proxy() -> None:
+    config = parse_config(
+        'listen = "127.0.0.1:3128"\n[forward]\nconnect_ports = [443, 8443]\n[proxy]\nvia = "fw"\n'
+    )
+    assert config.connect_ports == (443, 8443)
+    assert config.groups == {} and config.routes == []
+    assert parse_config("[forward]\n").connect_ports == (443,)
+
+
+def test_without_a_forward_table_there_are_no_connect_ports() -> None:
+    assert (
+        parse_config('[upstreams.only]\nservers = ["http://127.0.0.1:1"]\n').connect_ports is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[forward]\nconnect_ports = []\n", "proxy.toml:2: forward.connect_ports: expected a list"),
+        (
+            "[forward]\nconnect_ports = 443\n",
+            "proxy.toml:2: forward.connect_ports: expected a list",
+        ),
+        (
+            '[forward]\nconnect_ports = [443, "80"]\n',
+            "proxy.toml:2: forward.connect_ports: expected ports from 1 to 65535, not '80'",
+        ),
+        (
+            "[forward]\nconnect_ports = [0]\n",
+            "proxy.toml:2: forward.connect_ports: expected ports from 1 to 65535, not 0",
+        ),
+        ("[forward]\nports = [443]\n", "proxy.toml:2: forward.ports: "),
+        (
+            '[forward]\n[upstreams.a]\nservers = ["http://h:1"]\n',
+            "proxy.toml:2: upstreams.a: a forward proxy ([forward]) has no upstreams or routes",
+        ),
+    ],
+)
+def test_bad_forward_tables(text: str, expected: str) -> None:
+    found = problems(text)
+    assert len(found) == 1
+    assert found[0].startswith(expected)
+
+
+def test_routes_in_a_forward_file_are_refused_at_their_line() -> None:
+    found = problems('[forward]\n\n[[routes]]\nupstream = "a"\n')
+    assert found == [
+        "proxy.toml:3: routes[0]: a forward proxy ([forward]) has no upstreams or routes"
+    ]

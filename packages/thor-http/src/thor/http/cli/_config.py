@@ -1,6 +1,7 @@
 """``thor proxy --config FILE.toml``: reading and validating the proxy's configuration file.
 
-The file (every key optional except ``upstreams`` and, with several groups, ``routes``)::
+The file (every key optional except ``upstreams`` (or ``forward``) and, with several groups,
+``routes``)::
 
     listen = "127.0.0.1:8080"        # ADDR:PORT (the command line's --listen wins)
     workers = 2                      # processes sharing the port
@@ -48,7 +49,11 @@ The file (every key optional except ``upstreams`` and, with several groups, ``ro
     path = "/v1"                     # optional, "/" by default
     upstream = "app"
 
-With a single upstream group and no routes, every request goes to that group.
+With a single upstream group and no routes, every request goes to that group. A forward proxy
+(``thor proxy --forward``) has a ``[forward]`` table instead of upstreams and routes::
+
+    [forward]
+    connect_ports = [443, 8443]      # ports CONNECT may tunnel to ([443] by default)
 
 Validation reports *every* problem at once, each as ``FILE:LINE: key: what is wrong``. tomllib
 gives lines for syntax errors only; for a value, the line is found by scanning the text for its
@@ -109,9 +114,12 @@ TIMEOUTS: dict[str, str] = {
 TOP_KEYS = frozenset(
     (
         *("listen", "workers", "access_log", "access_log_format", "admin"),
-        *("proxy", "limits", "timeouts", "upstreams", "routes"),
+        *("proxy", "limits", "timeouts", "upstreams", "routes", "forward"),
     )
 )
+FORWARD_KEYS = frozenset(("connect_ports",))
+#: a forward proxy's CONNECT ports when [forward] does not say
+DEFAULT_CONNECT_PORTS = (443,)
 GROUP_KEYS = frozenset(
     (
         "servers",
@@ -211,6 +219,7 @@ class ProxyConfig:
     proxy_settings: dict[str, object] = field(default_factory=dict)
     groups: dict[str, GroupSpec] = field(default_factory=dict)
     routes: list[RouteSpec] = field(default_factory=list)
+    connect_ports: tuple[int, ...] | None = None
 
 
 class _Locator:
@@ -569,6 +578,22 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     proxy = check.table(doc.get("proxy", {}), ("proxy",))
     if proxy is not None:
         _read_proxy(check, proxy, config)
+    if "forward" in doc:
+        forward = check.table(doc["forward"], ("forward",))
+        if forward is not None:
+            config.connect_ports = _read_forward(check, forward)
+        for other in ("upstreams", "routes"):
+            if other in doc:
+                value = doc[other]
+                where: Path = (other,)
+                if isinstance(value, dict) and value:  # (the line of its first [upstreams.X])
+                    where = (other, next(iter(value)))
+                elif isinstance(value, list) and value:  # (the line of its first [[routes]])
+                    where = (other, 0)
+                check.bad(where, "a forward proxy ([forward]) has no upstreams or routes")
+        if check.problems:
+            raise ConfigError([message for _, message in sorted(check.problems)])
+        return config
     upstreams = check.table(doc.get("upstreams", {}), ("upstreams",))
     if upstreams is not None:
         if not upstreams:
@@ -594,6 +619,20 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     if not config.routes and len(config.groups) == 1:
         config.routes.append(RouteSpec(None, "/", next(iter(config.groups))))
     return config
+
+
+def _read_forward(check: _Checker, table: dict[str, Any]) -> tuple[int, ...]:
+    check.unknown_keys(table, FORWARD_KEYS, ("forward",))
+    ports = table.get("connect_ports", list(DEFAULT_CONNECT_PORTS))
+    path: Path = ("forward", "connect_ports")
+    if not isinstance(ports, list) or not ports:
+        check.bad(path, f"expected a list of ports, not {ports!r}")
+        return DEFAULT_CONNECT_PORTS
+    bad = [port for port in ports if type(port) is not int or not 0 < port < 65536]
+    if bad:
+        check.bad(path, f"expected ports from 1 to 65535, not {bad[0]!r}")
+        return DEFAULT_CONNECT_PORTS
+    return tuple(ports)
 
 
 def load_config(path: str) -> ProxyConfig:

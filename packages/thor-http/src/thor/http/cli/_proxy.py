@@ -8,10 +8,12 @@
 Each runs one ``HttpServer`` with a ``ReverseProxy`` (or ``ForwardProxy``) from
 ``thor.http.proxy`` on it, and optionally an access log (``--access-log``) and a Prometheus
 admin listener (``--admin``; with ``--workers N``, worker *i* listens on PORT+i, so that each
-worker's counters can be scraped). With ``--config``, SIGHUP reloads the file: a valid file
-replaces the routing (``SwitchableBalancer``: requests in flight keep their upstream), the
-timeouts and the upstream-side settings; a file with errors is refused with its problems
-logged, and the running configuration stays. The listen address, the workers, the access log,
+worker's counters can be scraped). A file with a ``[forward]`` table describes a forward proxy.
+With ``--config``, SIGHUP reloads the file: a valid file replaces the routing
+(``SwitchableBalancer``: requests in flight keep their upstream) or a forward proxy's CONNECT
+ports, the timeouts and the upstream-side settings; a file with errors, or one that turns a
+reverse proxy into a forward one or back, is refused with its problems logged, and the running
+configuration stays. The listen address, the workers, the access log,
 the admin listener and the ``[limits]`` apply at start only (a reload says when they changed).
 """
 
@@ -86,6 +88,11 @@ a --config file (every key is described in thor.http.cli._config):
 
   [[routes]]
   upstream = "app"
+
+a forward proxy has a [forward] table instead of upstreams and routes:
+
+  [forward]
+  connect_ports = [443, 8443]
 """
 _PARSER: list[argparse.ArgumentParser] = []
 
@@ -378,6 +385,14 @@ def _client_settings(config: ProxyConfig) -> dict[str, int | float | None]:
     return settings
 
 
+def _connect_ports(args: argparse.Namespace, config: ProxyConfig) -> tuple[int, ...] | None:
+    """The CONNECT ports of a forward proxy (``--forward``, or a file's ``[forward]``), or None
+    for a reverse proxy."""
+    if args.forward:
+        return tuple(args.connect_ports)
+    return config.connect_ports
+
+
 def _make_client(loop: LoopBase, config: ProxyConfig) -> HttpClient:
     """The upstream-side HttpClient (see ``_client_settings``)."""
     from ..client import HttpClient  # noqa: PLC0415
@@ -423,6 +438,7 @@ class _ProxyRunner:
         self.loop: LoopBase = thor.loop.make()
         self.admin_server: HttpServer | None = None
         self.balancer: SwitchableBalancer | None = None
+        self.proxy: Any = None
         self.log_stream: IO[str] | None = None
         self.server: HttpServer | None = None
         self.client: HttpClient | None = None
@@ -463,11 +479,12 @@ class _ProxyRunner:
         header = worker_header(args.worker_header)
         proxy: Any
         proxy_settings = dict(config.proxy_settings)
-        if args.forward:
+        ports = _connect_ports(args, config)
+        if ports is not None:
             proxy_settings.pop("preserve_host", None)
             forward_class = _proxy_class(ForwardProxy, header, proxy_settings)
-            proxy = forward_class(server, client=client, connect_ports=args.connect_ports)
-            what = f"forward proxy (CONNECT to {', '.join(map(str, args.connect_ports))})"
+            proxy = forward_class(server, client=client, connect_ports=ports)
+            what = f"forward proxy (CONNECT to {', '.join(map(str, ports))})"
         else:
             try:
                 router = build_router(config, loop, client)
@@ -482,6 +499,7 @@ class _ProxyRunner:
             self.balancer = SwitchableBalancer(proxy, router)
             what = _reverse_what(config)
         proxy.on("error", self.proxy_error)
+        self.proxy = proxy
         log_target = args.access_log or config.access_log
         if log_target:
             self.log_stream = _open_log(log_target)
@@ -559,14 +577,20 @@ class _ProxyRunner:
                 say("proxy", f"reload refused: {problem}")
             return
         server, client = self.server, self.client
-        assert self.balancer is not None
         assert server is not None and client is not None
-        try:
-            router = build_router(new, self.loop, client)
-        except ValueError as exc:
-            say("proxy", f"reload refused: {path}: {exc}")
+        if (self.balancer is None) != (new.connect_ports is not None):
+            running = "forward" if self.balancer is None else "reverse"
+            say("proxy", f"reload refused: {path}: not a {running} proxy any more: restart")
             return
-        self.balancer.switch(router)
+        if self.balancer is not None:
+            try:
+                router = build_router(new, self.loop, client)
+            except ValueError as exc:
+                say("proxy", f"reload refused: {path}: {exc}")
+                return
+            self.balancer.switch(router)
+        elif self.proxy is not None and new.connect_ports is not None:
+            self.proxy.connect_ports = frozenset(new.connect_ports)
         for name in TIMEOUTS.values():  # the file's value, or back to the class default
             if hasattr(type(server), name):
                 setattr(server, name, new.server_settings.get(name, getattr(type(server), name)))
@@ -576,10 +600,16 @@ class _ProxyRunner:
         self.config = new
         routes = len(new.routes)
         groups = len(new.groups)
+        if new.connect_ports is not None:
+            described = f"forward proxy, CONNECT to {', '.join(map(str, new.connect_ports))}"
+        else:
+            described = (
+                f"{groups} upstream group{'s' if groups != 1 else ''}, "
+                f"{routes} route{'s' if routes != 1 else ''}"
+            )
         say(
             "proxy",
-            f"reloaded {path}: {groups} upstream group{'s' if groups != 1 else ''}, "
-            f"{routes} route{'s' if routes != 1 else ''}"
+            f"reloaded {path}: {described}"
             + (f" ({', '.join(restart)} changed: restart to apply)" if restart else ""),
         )
 
@@ -606,7 +636,8 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
     workers = args.workers or config.workers or 1
     worker = worker_from_env()
     if worker is None and workers > 1:
-        what = "forward proxy" if args.forward else _reverse_what(config)
+        forward = _connect_ports(args, config) is not None
+        what = "forward proxy" if forward else _reverse_what(config)
         return Supervisor(
             argv,
             workers,
