@@ -836,17 +836,54 @@ def test_grace_bounds_the_shutdown(origins: tuple[Origin, Origin]) -> None:
             stuck.join()
 
 
-def test_workers_failing_to_start_fail_the_supervisor() -> None:
+def test_workers_failing_to_start_fail_the_supervisor(tmp_path: Path) -> None:
+    args = ["--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--workers", "2"]
+    # each worker opens the access log itself: in a directory that does not exist, it fails
+    log = tmp_path / "missing" / "access.log"
+    with thor("proxy", *args, "--access-log", str(log)) as sup:
+        assert sup.wait() == 1
+        sup.expect(r"access\.log")
+        sup.expect(r"worker \d+ exited \(status 1\) while starting")
+
+
+def test_an_admin_address_in_use_fails_the_supervisor_at_once() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
         args = ["--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--workers", "2"]
-        # worker i's admin listener is PORT+i: worker 0 finds it taken
         with thor("proxy", *args, "--admin", f"127.0.0.1:{taken}") as sup:
             assert sup.wait() == 1
             sup.expect(rf"cannot listen on 127\.0\.0\.1:{taken} \(--admin\)")
-            sup.expect(r"worker \d+ exited \(status 1\) while starting")
+
+
+def test_workers_admin_metrics_are_added_up(origins: tuple[Origin, Origin]) -> None:
+    a, _ = origins
+    args = ["--listen", "127.0.0.1:0", "--upstream", a.url, "--workers", "2", "--worker-header"]
+    with thor("proxy", *args, "--admin", "127.0.0.1:0") as sup:
+        found = sup.expect(
+            r" on http://127\.0\.0\.1:(\d+) \(2 workers: (\d+), (\d+); supervisor pid \d+\); "
+            r"metrics on http://127\.0\.0\.1:(\d+)/metrics"
+        )
+        port, admin = int(found.group(1)), int(found.group(4))
+        workers = {int(found.group(2)), int(found.group(3))}
+        served: set[int] = set()
+        sent = 0
+        while served != workers:  # new connections until both workers have answered
+            status, headers, _ = fetch(port, "/x")
+            assert status == 200
+            served.add(int(headers["x-thor-worker"]))
+            sent += 1
+            assert sent < 400, "the kernel never gave a connection to both workers"
+        status, headers, body = fetch(admin, "/metrics")
+        assert status == 200
+        assert headers["content-type"].startswith("text/plain")
+        assert "x-thor-workers-missing" not in headers
+        total = f'thor_proxy_requests_total{{method="GET",status_class="2xx"}} {float(sent)}'
+        assert total.encode() in body  # both workers' counts, added up
+        assert fetch(admin, "/other")[0] == 404
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
 
 
 def test_workers_stop_when_the_supervisor_is_killed() -> None:

@@ -276,3 +276,49 @@ def test_error_reasons_lose_their_detail() -> None:
         if n == "thor_proxy_upstream_errors_total"
     }
     assert reasons == {"upstream: Read timeout": 2, "queue timeout": 1, "x" * 64: 1}
+
+
+def test_merge_expositions_adds_up_every_sample() -> None:
+    from thor.http.proxy._metrics import merge_expositions
+
+    texts = []
+    for requests, latency in ((3, 0.002), (5, 0.2)):
+        metrics = ProxyMetrics()
+        for index in range(requests):
+            metrics.observe(
+                AccessRecord(
+                    ("127.0.0.1", 1000 + index),
+                    b"GET",
+                    b"/",
+                    b"1.1",
+                    status=200,
+                    bytes_out=10,
+                    upstream="127.0.0.1:8000",
+                    first_byte_time=latency,
+                    total_time=latency,
+                )
+            )
+        metrics.open_connections.set(requests)
+        texts.append(metrics.exposition().decode())
+    merged = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(merge_expositions(texts).decode())
+        for sample in family.samples
+    }
+    requests_2xx = ("thor_proxy_requests_total", (("method", "GET"), ("status_class", "2xx")))
+    assert merged[requests_2xx] == 8.0
+    assert merged[("thor_proxy_open_connections", ())] == 8.0
+    buckets = {
+        labels: value
+        for (name, labels), value in merged.items()
+        if name == "thor_proxy_request_duration_seconds_bucket"
+    }
+    assert buckets[(("le", "0.0025"),)] == 3.0  # the first process's 3 fast requests
+    assert buckets[(("le", "+Inf"),)] == 8.0
+    families = {
+        f.name: f.type for f in text_string_to_metric_families(merge_expositions(texts).decode())
+    }
+    assert families["thor_proxy_requests"] == "counter"
+    assert families["thor_proxy_request_duration_seconds"] == "histogram"
+    with pytest.raises(ValueError):
+        merge_expositions(["this is not { an exposition"])

@@ -154,7 +154,9 @@ class WorkerPipes:
     """The pipes a worker process inherits from its supervisor (see ``_workers.py``).
 
     Args:
-        ready_fd: written ``ready <pid>`` (then closed) once the worker listens.
+        ready_fd: written ``ready <pid>`` (then closed) once the worker listens; with
+            ``admin=<port>`` after it when the worker serves its metrics on that 127.0.0.1
+            port (the supervisor serves them all added up).
         lifeline_fd: read end of a pipe the supervisor holds open; end-of-file means the
             supervisor is gone, and the worker shuts down.
     """
@@ -162,13 +164,15 @@ class WorkerPipes:
     def __init__(self, ready_fd: int | None, lifeline_fd: int | None) -> None:
         self.ready_fd = ready_fd
         self.lifeline_fd = lifeline_fd
+        self.admin_port: int | None = None
 
     def report_ready(self) -> None:
         """Tell the supervisor this worker listens (once)."""
         fd, self.ready_fd = self.ready_fd, None
         if fd is not None:
+            admin = b"" if self.admin_port is None else b" admin=%d" % self.admin_port
             try:
-                os.write(fd, b"ready %d\n" % os.getpid())
+                os.write(fd, b"ready %d%b\n" % (os.getpid(), admin))
             except OSError:
                 pass
             os.close(fd)

@@ -7,14 +7,15 @@
 
 Each runs one ``HttpServer`` with a ``ReverseProxy`` (or ``ForwardProxy``) from
 ``thor.http.proxy`` on it, and optionally an access log (``--access-log``) and a Prometheus
-admin listener (``--admin``; with ``--workers N``, worker *i* listens on PORT+i, so that each
-worker's counters can be scraped). A file with a ``[forward]`` table describes a forward proxy.
-With ``--config``, SIGHUP reloads the file: a valid file replaces the routing
-(``SwitchableBalancer``: requests in flight keep their upstream) or a forward proxy's CONNECT
-ports, the timeouts and the upstream-side settings; a file with errors, or one that turns a
-reverse proxy into a forward one or back, is refused with its problems logged, and the running
-configuration stays. The listen address, the workers, the access log,
-the admin listener and the ``[limits]`` apply at start only (a reload says when they changed).
+admin listener (``--admin``; with ``--workers N``, the supervisor serves it, adding up the
+metrics of every worker, which it fetches from their internal endpoints: ``_admin.py``). A
+file with a ``[forward]`` table describes a forward proxy. With ``--config``, SIGHUP reloads
+the file: a valid file replaces the routing (``SwitchableBalancer``: requests in flight keep
+their upstream) or a forward proxy's CONNECT ports, the timeouts and the upstream-side
+settings; a file with errors, or one that turns a reverse proxy into a forward one or back, is
+refused with its problems logged, and the running configuration stays. The listen address, the
+workers, the access log, the admin listener and the ``[limits]`` apply at start only (a reload
+says when they changed).
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--admin",
         type=_admin_arg,
         metavar="ADDR:PORT",
-        help="serve Prometheus metrics at GET /metrics there (needs the 'metrics' extra)",
+        help="serve Prometheus metrics at GET /metrics there (needs the 'metrics' extra; with "
+        "--workers, the sum over all workers)",
     )
     parser.add_argument(
         "--trusted-hops",
@@ -507,10 +509,13 @@ class _ProxyRunner:
             proxy.on("access", _access_writer(fmt, self.log_stream))
         admin = args.admin or config.admin
         admin_note = ""
-        if admin is not None:
+        if admin is not None and worker is not None:
+            # the supervisor serves the workers' metrics added up: each worker's own endpoint
+            # is internal, on a free 127.0.0.1 port it reports with its 'ready'
+            self.admin_server = self.serve_admin(proxy, b"127.0.0.1", 0)
+            worker.pipes.admin_port = self.admin_server.port
+        elif admin is not None:
             admin_host, admin_port = admin
-            if worker is not None and admin_port:
-                admin_port += worker.index
             self.admin_server = self.serve_admin(proxy, admin_host, admin_port)
             admin_note = (
                 f"; metrics on http://{format_address(admin_host, self.admin_server.port)}/metrics"
@@ -519,8 +524,6 @@ class _ProxyRunner:
         if worker is None:
             where = format_address(host, server.port)
             announce = f"{what} on http://{where} (pid {os.getpid()}){admin_note}"
-        elif admin_note:
-            say("proxy", f"worker {os.getpid()}{admin_note}")
         return run_until_shutdown(
             loop,
             [server],
@@ -648,5 +651,6 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
             what=what,
             inherit=args.inherit_socket,
             reload=bool(args.config),
+            admin=args.admin or config.admin,
         ).run()
     return _ProxyRunner(args, config).run(host, port, worker)

@@ -43,7 +43,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import thor.loop
 from thor.loop import EventSource
@@ -153,6 +153,7 @@ class _Worker(EventSource):
         self.failures = 0  # quick deaths in a row
         self.ready_fd = -1
         self.restart_event: ScheduledEvent | None = None
+        self.admin_port: int | None = None  # its internal metrics endpoint, if it has one
 
     def start(self) -> None:
         sup = self.supervisor
@@ -198,6 +199,9 @@ class _Worker(EventSource):
         except OSError:
             data = b""
         if data.startswith(b"ready"):
+            _, _, admin = data.partition(b" admin=")
+            digits = admin.strip()
+            self.admin_port = int(digits) if digits.isdigit() else None
             self.ready = True
             self.supervisor.worker_ready(self)
         if not data:
@@ -255,6 +259,7 @@ class Supervisor:
         what: str,
         inherit: bool = False,
         reload: bool = False,
+        admin: tuple[bytes, int] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.count = count
@@ -270,6 +275,8 @@ class Supervisor:
         self.lifeline_read, self.lifeline_write = os.pipe()
         self.workers = [_Worker(self, index) for index in range(count)]
         self.started = False  # every worker was ready once
+        self.admin = admin
+        self.aggregator: Any = None
         self.stopping = False
         self.failed: str | None = None
 
@@ -284,10 +291,14 @@ class Supervisor:
         else:
             loop.add_signal_handler(signal.SIGHUP, self.shutdown)
         try:
+            if self.admin is not None:
+                self.aggregator = self._serve_admin(*self.admin)
             for worker in self.workers:
                 worker.start()
             loop.run()
         finally:
+            if self.aggregator is not None:
+                self.aggregator.close()
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             for worker in self.workers:  # only after a failure: kill what is left
@@ -303,15 +314,37 @@ class Supervisor:
             raise CliError(self.failed)
         return 0
 
+    def _serve_admin(self, host: bytes, port: int) -> Any:
+        """The metrics endpoint adding up the workers' (``_admin.py``)."""
+        from ._admin import MetricsAggregator  # noqa: PLC0415 - only with --admin
+
+        try:
+            return MetricsAggregator(host, port, self.loop, self.admin_ports)
+        except ImportError as exc:
+            raise CliError(f"--admin: {exc}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            where = format_address(host, port)
+            raise CliError(f"cannot listen on {where} (--admin): {reason}") from None
+
+    def admin_ports(self) -> list[int]:
+        """The internal metrics ports of the workers that are ready now."""
+        return [w.admin_port for w in self.workers if w.ready and w.admin_port is not None]
+
     def worker_ready(self, worker: _Worker) -> None:
         """A worker listens: announce the address once they all do."""
         if not self.started and all(w.ready for w in self.workers):
             self.started = True
             pids = ", ".join(str(w.process.pid) for w in self.workers if w.process is not None)
+            metrics = ""
+            if self.aggregator is not None:
+                assert self.admin is not None
+                address = format_address(self.admin[0], self.aggregator.server.port)
+                metrics = f"; metrics on http://{address}/metrics"
             say(
                 self.command,
                 f"{self.what} on http://{format_address(self.host, self.port)} "
-                f"({self.count} workers: {pids}; supervisor pid {os.getpid()})",
+                f"({self.count} workers: {pids}; supervisor pid {os.getpid()}){metrics}",
             )
         elif self.started and worker.process is not None:
             say(self.command, f"worker {worker.process.pid} ready")

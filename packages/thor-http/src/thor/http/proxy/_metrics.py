@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .._server_exchange import HttpServerExchange
     from ._access_log import AccessRecord
 
-__all__ = ["DEFAULT_BUCKETS", "GaugeValue", "ProxyMetrics"]
+__all__ = ["DEFAULT_BUCKETS", "GaugeValue", "ProxyMetrics", "merge_expositions"]
 
 #: histogram bucket bounds, in seconds: from half a millisecond (a proxy on loopback) to a minute
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -431,3 +431,41 @@ class ProxyMetrics:
     def __repr__(self) -> str:
         count = sum(self._requests.values())
         return f"<ProxyMetrics {self.prefix} requests={count}>"
+
+
+def merge_expositions(texts: Sequence[str]) -> bytes:
+    """Several processes' expositions (Prometheus text format) as one: the samples of the same
+    name and labels added up (counters, gauges such as open connections or queue depth, and
+    histogram buckets, sums and counts all add across processes); a family's help and type are
+    the first text's. Used by ``thor proxy --workers N --admin`` to serve one endpoint.
+
+    Raises:
+        ImportError: prometheus-client is not installed (the ``metrics`` extra).
+        ValueError: a text is not in the Prometheus text format.
+    """
+    prometheus = _require_prometheus()
+    import prometheus_client.parser  # noqa: PLC0415 - optional dependency, imported when used
+
+    families: dict[str, Any] = {}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in prometheus_client.parser.text_string_to_metric_families(text):
+            if family.name not in families:
+                families[family.name] = family
+                sums[family.name] = {}
+            samples = sums[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0.0) + sample.value
+
+    class _Merged:
+        def collect(self) -> Iterator[Metric]:
+            for name, family in families.items():
+                merged = prometheus.metrics_core.Metric(name, family.documentation, family.type)
+                for (sample_name, labels), value in sums[name].items():
+                    merged.add_sample(sample_name, dict(labels), value)
+                yield merged
+
+    registry = prometheus.CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return bytes(prometheus.generate_latest(registry))
