@@ -525,3 +525,23 @@ def test_a_top_level_emit_passes_every_arity_in_the_captured_context(
     args = tuple(range(arity))
     assert emitter.emit("go", *args) is True
     assert seen == [(args, "at registration")]
+
+
+def test_inside_a_listener_a_newlistener_listener_hears_of_itself_and_wrappers_unwrap() -> None:
+    # the cases on()'s inlined path must leave to the general one
+    emitter = EventEmitter()
+    heard: list[str] = []
+
+    class Wrapper(ContextWrapper):
+        pass
+
+    def plain() -> None:
+        pass
+
+    def registrar() -> None:
+        emitter.on("newListener", lambda event, listener: heard.append(event))
+        emitter.on("other", Wrapper(plain))
+
+    run_inside_listener(registrar)
+    assert heard == ["newListener", "other"]
+    assert emitter.listeners("other") == [plain]  # the function, not a wrapper in a wrapper

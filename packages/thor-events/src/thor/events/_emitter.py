@@ -191,12 +191,13 @@ class EventEmitter:
         events = self.__events
         given: object = listener  # (a wrapper or a non-callable takes the general path)
         if (
-            type(given) is not ContextWrapper
+            not isinstance(given, ContextWrapper)
             and callable(given)
             and _in_listener()
             and not events.get(event)
             and self.__sink is None
             and "newListener" not in events
+            and event != "newListener"  # (a newListener listener hears of itself)
         ):
             entry = _new_wrapper(ContextWrapper)
             entry.listener = listener
