@@ -29,6 +29,10 @@ harness = ps.harness
         (b"", b"thor", 0),
         (b"thor", b"thor", 0),  # no received-protocol: not an entry naming it
         (b"1.1 a\x0bthor", b"thor", 0),  # only SP and HTAB separate
+        (b"1.1 thor (a, 1.1 thor, 1.1 thor)", b"thor", 1),  # a comment's commas and words
+        (b"1.1 edge (see, e.g. thor docs), 1.1 thor", b"thor", 1),
+        (b"1.1 edge (nested (1.1 thor) \\) 1.1 thor), 1.1 thor", b"thor", 1),
+        (b"1.1 thor (unclosed, 1.1 thor", b"thor", 1),
     ],
 )
 def test_via_hops(value: bytes, pseudonym: bytes, count: int) -> None:

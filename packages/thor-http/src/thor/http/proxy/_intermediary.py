@@ -263,6 +263,8 @@ def upstream_fields(
 def via_hops(value: bytes, pseudonym: bytes) -> int:
     """How many entries of a Via field value (``1.1 a, 1.0 b (comment)``) were added by a
     proxy named ``pseudonym`` (RFC 9110 §7.6.3: received-protocol RWS received-by [comment])."""
+    if b"(" in value:
+        value = _without_comments(value)
     count = 0
     for entry in value.split(b","):
         # RWS is SP and HTAB only (bytes.split() would also split on VT, FF, CR, LF)
@@ -270,6 +272,30 @@ def via_hops(value: bytes, pseudonym: bytes) -> int:
         if len(parts) >= 2 and parts[1] == pseudonym:
             count += 1
     return count
+
+
+def _without_comments(value: bytes) -> bytes:
+    """``value`` with its comments (RFC 9110 §5.6.5: parenthesised, nested, with quoted-pairs)
+    taken out, so that their commas and words are not read as entries. An unclosed comment
+    runs to the end. (A byte loop: only for the rare Via field that has a comment.)"""
+    out = bytearray()
+    depth = 0
+    escaped = False
+    for byte in value:
+        if depth:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash: a quoted-pair
+                escaped = True
+            elif byte == 0x28:
+                depth += 1
+            elif byte == 0x29:
+                depth -= 1
+        elif byte == 0x28:
+            depth = 1
+        else:
+            out.append(byte)
+    return bytes(out)
 
 
 #: (client, host, proto) -> (our Forwarded element, our X-Forwarded-For entry): a proxy sees
