@@ -81,6 +81,8 @@ def test_format_address() -> None:
         (["proxy", "--upstream", "http://h:1", "--eject-for", "inf"], "'inf'"),
         (["proxy", "--forward", "--eject-after", "3"], "--eject-after goes with --upstream"),
         (["proxy", "--config", "x.toml", "--eject-for", "3"], "--eject-for goes with --upstream"),
+        (["proxy", "--config", "x.toml", "--connect-ports", "8443"], "goes with --forward"),
+        (["proxy", "--upstream", "http://h:1", "--connect-ports", "8443"], "goes with --forward"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],

@@ -84,7 +84,8 @@ class TcpConnection(EventSource):
         max_read_bufsize: while reads come back full (a bulk transfer), each next read may take
             four times more, up to this (256 KiB); a read that fits in ``read_bufsize`` goes back
             to it. Fewer, larger reads for bulk data; small messages never pay for a large
-            buffer. Set it to ``read_bufsize`` to read a fixed size.
+            buffer. Set it to ``read_bufsize`` to read a fixed size. (A grown size lasts until
+            a read fits in ``read_bufsize``; a TlsConnection reads its own way.)
         write_bufsize: ``'pause' (True)`` above this many queued bytes (256 KiB). In 0.17 this
             counted chunks (16).
         max_write_buffer_size: a write that would queue more raises BufferError (16 MiB).

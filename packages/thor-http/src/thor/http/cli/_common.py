@@ -164,6 +164,7 @@ class WorkerPipes:
     def __init__(self, ready_fd: int | None, lifeline_fd: int | None) -> None:
         self.ready_fd = ready_fd
         self.lifeline_fd = lifeline_fd
+        #: the 127.0.0.1 port of this worker's own metrics endpoint, reported with ``ready``
         self.admin_port: int | None = None
 
     def report_ready(self) -> None:

@@ -41,6 +41,7 @@ from ._common import (
 )
 from ._config import (
     ACCESS_LOG_FORMATS,
+    DEFAULT_CONNECT_PORTS,
     TIMEOUTS,
     ConfigError,
     GroupSpec,
@@ -178,7 +179,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--connect-ports",
         type=port_list,
-        default=(443,),
+        default=None,
         metavar="PORT[,PORT...]",
         help="ports a forward proxy tunnels CONNECT to (443)",
     )
@@ -391,7 +392,7 @@ def _connect_ports(args: argparse.Namespace, config: ProxyConfig) -> tuple[int, 
     """The CONNECT ports of a forward proxy (``--forward``, or a file's ``[forward]``), or None
     for a reverse proxy."""
     if args.forward:
-        return tuple(args.connect_ports)
+        return tuple(args.connect_ports or DEFAULT_CONNECT_PORTS)
     return config.connect_ports
 
 
@@ -621,6 +622,11 @@ def run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argument
     """Run ``thor proxy`` with parsed ``args`` (``argv``: the command line, for workers)."""
     if not (args.upstream or args.forward or args.config):
         _usage_error("one of --upstream, --forward or --config is required")
+    if args.connect_ports is not None and not args.forward:
+        _usage_error(
+            "--connect-ports goes with --forward (in a --config file: 'connect_ports = "
+            "[...]' in the [forward] table)"
+        )
     if args.balance is not None and not args.upstream:
         _usage_error("--balance goes with --upstream (in a --config file: 'balance = ...')")
     for key in ("eject_after", "eject_for"):

@@ -237,6 +237,8 @@ class Supervisor:
         what: what is served, for the announcement (``"files from /srv"``).
         inherit: share one listening socket (``inherit``) even where SO_REUSEPORT exists.
         reload: SIGHUP is passed on to the workers (they reload); otherwise it shuts down.
+        admin: ``(host, port)`` where the supervisor serves the sum of the workers' metrics
+            (``_admin.MetricsAggregator``), or None.
 
     Settings (class attributes):
         stable_after: a worker that lived this long is restarted at once (1.0 s).
@@ -327,9 +329,11 @@ class Supervisor:
             where = format_address(host, port)
             raise CliError(f"cannot listen on {where} (--admin): {reason}") from None
 
-    def admin_ports(self) -> list[int]:
-        """The internal metrics ports of the workers that are ready now."""
-        return [w.admin_port for w in self.workers if w.ready and w.admin_port is not None]
+    def admin_ports(self) -> list[tuple[int, int]]:
+        """``(slot, port)`` of the internal metrics endpoint of every worker ready now."""
+        return [
+            (w.index, w.admin_port) for w in self.workers if w.ready and w.admin_port is not None
+        ]
 
     def worker_ready(self, worker: _Worker) -> None:
         """A worker listens: announce the address once they all do."""

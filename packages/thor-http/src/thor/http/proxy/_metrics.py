@@ -433,11 +433,17 @@ class ProxyMetrics:
         return f"<ProxyMetrics {self.prefix} requests={count}>"
 
 
-def merge_expositions(texts: Sequence[str]) -> bytes:
+#: the kinds of metric a process that is gone still counts for (a gauge is its present state)
+_CUMULATIVE = frozenset(("counter", "histogram", "summary"))
+
+
+def merge_expositions(texts: Sequence[str], retired: Sequence[str] = ()) -> bytes:
     """Several processes' expositions (Prometheus text format) as one: the samples of the same
     name and labels added up (counters, gauges such as open connections or queue depth, and
     histogram buckets, sums and counts all add across processes); a family's help and type are
-    the first text's. Used by ``thor proxy --workers N --admin`` to serve one endpoint.
+    the first text's. ``retired``: expositions of processes that are gone, of which only the
+    cumulative families (counters, histograms, summaries) are added, so that totals never go
+    down when a process is replaced. Used by ``thor proxy --workers N --admin``.
 
     Raises:
         ImportError: prometheus-client is not installed (the ``metrics`` extra).
@@ -448,8 +454,11 @@ def merge_expositions(texts: Sequence[str]) -> bytes:
 
     families: dict[str, Any] = {}
     sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-    for text in texts:
+    sources = [(text, False) for text in texts] + [(text, True) for text in retired]
+    for text, gone in sources:
         for family in prometheus_client.parser.text_string_to_metric_families(text):
+            if gone and family.type not in _CUMULATIVE:
+                continue
             if family.name not in families:
                 families[family.name] = family
                 sums[family.name] = {}
