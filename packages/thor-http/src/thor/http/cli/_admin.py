@@ -24,6 +24,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..client import HttpClient
+from ..proxy._metrics import (
+    _require_prometheus,
+    merge_expositions,
+    metrics_headers,
+    metrics_reply,
+    refuse_admin_request,
+)
 from ..server import HttpServer
 
 if TYPE_CHECKING:
@@ -57,8 +64,6 @@ class MetricsAggregator:
     fetch_timeout: float = 5.0
 
     def __init__(self, host: bytes, port: int, loop: LoopBase, worker_ports: WorkerPorts) -> None:
-        from ..proxy._metrics import _require_prometheus  # noqa: PLC0415 - optional extra
-
         self.content_type = str(_require_prometheus().CONTENT_TYPE_LATEST).encode("ascii")
         self.worker_ports = worker_ports
         self.client = HttpClient(loop)
@@ -78,13 +83,7 @@ class MetricsAggregator:
         ex.on("request_done", lambda trailers: self._answer(ex))
 
     def _answer(self, ex: HttpServerExchange) -> None:
-        path = ex.uri.split(b"?", 1)[0]
-        if path != b"/metrics":
-            _reply(ex, b"404", b"Not Found", b"not found: try /metrics\n")
-            return
-        if ex.method not in (b"GET", b"HEAD"):
-            allow = [(b"Allow", b"GET, HEAD")]
-            _reply(ex, b"405", b"Method Not Allowed", b"GET or HEAD only\n", allow)
+        if refuse_admin_request(ex):
             return
         if self._waiting is not None:  # a fetch is under way: its result answers this too
             self._waiting.append(ex)
@@ -131,8 +130,6 @@ class MetricsAggregator:
 
     def _complete(self, workers: list[tuple[int, int]], got: dict[int, tuple[int, str]]) -> None:
         """Every fetch is over: update the history, answer every waiting scrape."""
-        from ..proxy._metrics import merge_expositions  # noqa: PLC0415 - optional extra
-
         waiting, self._waiting = self._waiting or [], None
         current = dict(workers)
         replaced = []
@@ -152,33 +149,15 @@ class MetricsAggregator:
                 body = merge_expositions(texts, self._retired)
         except ValueError as exc:
             for ex in waiting:
-                _reply(ex, b"502", b"Bad Gateway", f"a worker's metrics: {exc}\n".encode())
+                message = f"a worker's metrics: {exc}\n".encode()
+                metrics_reply(ex, b"502", b"Bad Gateway", message)
             return
         missing = len(workers) - len(got)
         for ex in waiting:
             if body is None:
-                _reply(ex, b"503", b"Service Unavailable", b"no worker answered\n")
+                metrics_reply(ex, b"503", b"Service Unavailable", b"no worker answered\n")
                 continue
-            headers = [(b"Content-Type", self.content_type), (b"Cache-Control", b"no-store")]
+            headers = metrics_headers(self.content_type)
             if missing:
                 headers.append((b"X-Thor-Workers-Missing", b"%d" % missing))
-            _reply(ex, b"200", b"OK", body, headers, content_type=None)
-
-
-def _reply(
-    ex: HttpServerExchange,
-    status: bytes,
-    phrase: bytes,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    *,
-    content_type: bytes | None = b"text/plain; charset=utf-8",
-) -> None:
-    fields = list(headers or [])
-    if content_type is not None:
-        fields.append((b"Content-Type", content_type))
-    fields.append((b"Content-Length", b"%d" % len(body)))
-    ex.response_start(status, phrase, fields)
-    if ex.method != b"HEAD":
-        ex.response_body(body)
-    ex.response_done([])
+            metrics_reply(ex, b"200", b"OK", body, headers)

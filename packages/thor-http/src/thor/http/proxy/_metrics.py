@@ -411,26 +411,49 @@ class ProxyMetrics:
         return server
 
     def _answer_admin(self, ex: HttpServerExchange, content_type: bytes) -> None:
-        path = ex.uri.split(b"?", 1)[0]
-        headers: list[tuple[bytes, bytes]]
-        if path != b"/metrics":
-            status, phrase, body = b"404", b"Not Found", b"not found: try /metrics\n"
-            headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
-        elif ex.method not in (b"GET", b"HEAD"):
-            status, phrase, body = b"405", b"Method Not Allowed", b"GET or HEAD only\n"
-            headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Allow", b"GET, HEAD")]
-        else:
-            status, phrase, body = b"200", b"OK", self.exposition()
-            headers = [(b"Content-Type", content_type), (b"Cache-Control", b"no-store")]
-        headers.append((b"Content-Length", str(len(body)).encode("ascii")))
-        ex.response_start(status, phrase, headers)
-        if ex.method != b"HEAD":
-            ex.response_body(body)
-        ex.response_done([])
+        if not refuse_admin_request(ex):
+            metrics_reply(ex, b"200", b"OK", self.exposition(), metrics_headers(content_type))
 
     def __repr__(self) -> str:
         count = sum(self._requests.values())
         return f"<ProxyMetrics {self.prefix} requests={count}>"
+
+
+def metrics_headers(content_type: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of a ``200`` exposition answer."""
+    return [(b"Content-Type", content_type), (b"Cache-Control", b"no-store")]
+
+
+def refuse_admin_request(ex: HttpServerExchange) -> bool:
+    """Answer a request to an admin listener that is not ``GET``/``HEAD /metrics`` (404, or 405
+    with ``Allow``) and return True; return False for a scrape, which the caller answers."""
+    if ex.uri.split(b"?", 1)[0] != b"/metrics":
+        metrics_reply(ex, b"404", b"Not Found", b"not found: try /metrics\n")
+        return True
+    if ex.method not in (b"GET", b"HEAD"):
+        allow = [(b"Allow", b"GET, HEAD")]
+        metrics_reply(ex, b"405", b"Method Not Allowed", b"GET or HEAD only\n", allow)
+        return True
+    return False
+
+
+def metrics_reply(
+    ex: HttpServerExchange,
+    status: bytes,
+    phrase: bytes,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole answer from an admin listener: ``headers`` (plain text when they name no
+    Content-Type), a Content-Length, and the body unless the request was a HEAD."""
+    fields = list(headers or [])
+    if not any(name == b"Content-Type" for name, _ in fields):
+        fields.append((b"Content-Type", b"text/plain; charset=utf-8"))
+    fields.append((b"Content-Length", b"%d" % len(body)))
+    ex.response_start(status, phrase, fields)
+    if ex.method != b"HEAD":
+        ex.response_body(body)
+    ex.response_done([])
 
 
 #: the kinds of metric a process that is gone still counts for (a gauge is its present state)
