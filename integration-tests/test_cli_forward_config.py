@@ -3,38 +3,22 @@ the real command (``python -m thor.http proxy`` in a subprocess on ephemeral 127
 
 The origin is an ``http.server`` in a thread of this process; a second listener plays a TLS
 server's port for CONNECT (it echoes). The process helpers (``thor``, ``WAIT``) are
-test_cli.py's, loaded by path (pytest's importlib mode keeps this directory off ``sys.path``).
+test_cli.py's (importable by name: see conftest.py).
 Every wait is bounded; processes are killed at the end of their ``with`` block.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-
-
-def _load_cli_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "_thor_cli_test_helpers_forward", Path(__file__).with_name("test_cli.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_cli = _load_cli_helpers()
-thor = _cli.thor
-WAIT: float = _cli.WAIT
+from test_cli import WAIT, thor
 
 
 class _Hello(BaseHTTPRequestHandler):

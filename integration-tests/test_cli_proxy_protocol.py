@@ -10,15 +10,14 @@ against. Covered: a reverse proxy, a forward proxy (absolute-form and CONNECT), 
 ``proxy_protocol = true`` in a ``--config`` file, and connections whose header is missing or
 malformed (closed without a response, while the next good one is served).
 
-The process helpers (``thor``, ``WAIT``, ``config_text``) are test_cli.py's, loaded by path:
-pytest runs in importlib mode, which keeps this directory off ``sys.path``. Every wait is
-bounded by ``WAIT``; processes are killed at the end of their ``with`` block whatever happens.
+The process helpers (``thor``, ``WAIT``, ``config_text``) are test_cli.py's (importable by name:
+see conftest.py). Every wait is bounded by ``WAIT``; processes are killed at the end of their
+``with`` block whatever happens.
 """
 
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import signal
 import socket
@@ -26,26 +25,10 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-
-
-def _load_cli_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "_thor_cli_test_helpers", Path(__file__).with_name("test_cli.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_cli = _load_cli_helpers()
-thor = _cli.thor
-config_text = _cli.config_text
-WAIT: float = _cli.WAIT
+from test_cli import WAIT, config_text, thor
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # (written out here, not taken from the library)
 
