@@ -358,6 +358,33 @@ def test_max_write_buffer_size_refuses_a_write_and_queues_nothing(net: Net, how:
     assert received.digest() == accepted.digest(), "the peer did not get exactly the accepted data"
 
 
+def test_one_write_over_max_write_buffer_size_is_refused_on_an_empty_queue(net: Net) -> None:
+    """Nothing queued yet: a single write over the hard limit is refused as a whole, without a
+    'pause' (nothing would drain to end it), and what follows is sent normally."""
+    received = bytearray()
+    st: dict[str, Any] = {"refused": None, "pauses": []}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.max_write_buffer_size = 64 * KIB
+        writer.on("pause", st["pauses"].append)
+        try:
+            writer.write(b"x" * (64 * KIB + 1))
+        except BufferError as exc:
+            st["refused"] = (str(exc), writer.write_buffer_size)
+        writer.write(b"after")
+        writer.close()
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run(timeout=10.0)
+    assert st["refused"] is not None, "a write over max_write_buffer_size was accepted"
+    message, queued = st["refused"]
+    assert "write of 65537 bytes refused" in message
+    assert queued == 0
+    assert st["pauses"] == [], "'pause' was emitted although nothing was queued"
+    assert bytes(received) == b"after"
+
+
 @pytest.mark.parametrize("how", ["instance", "subclass"])
 def test_max_write_buffer_chunks_refuses_a_write_and_queues_nothing(net: Net, how: str) -> None:
     accepted, received = bytearray(), bytearray()

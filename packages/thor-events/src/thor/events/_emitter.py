@@ -241,7 +241,17 @@ class EventEmitter:
             if 0 < limit < len(current) + 1:
                 self.__warn_max_listeners(event, len(current) + 1, limit)
         if "newListener" in events or self.__sink is not None:
+            self._listener_added(event)
             self.emit("newListener", event, entry)
+
+    def _listener_added(self, event: str) -> None:
+        """Hook for subclasses: a listener of ``event`` was added while a sink is set (or
+        someone listens to ``'newListener'``); called before ``'newListener'`` is emitted.
+
+        A subclass that calls its sink's handlers directly, bypassing ``emit``, uses it to
+        learn that ``emit`` must be used again for that event. (Not called for listeners added
+        while no sink is set and nobody listens to ``'newListener'``.)
+        """
 
     def __warn_max_listeners(self, event: str, count: int, limit: int) -> None:
         warned: set[str] = self.__dict__.setdefault("_EventEmitter__warned", set())

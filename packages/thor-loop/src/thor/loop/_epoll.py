@@ -87,6 +87,10 @@ class EpollLoop(LoopBase):
             if reg is None or reg.generation == generation:
                 continue
             try:
+                if flags == _IN:  # (the common case: readable and nothing else)
+                    if reg.mask & FD_READABLE:
+                        reg.readable()
+                    continue
                 if flags & _READ_FLAGS and reg.mask & FD_READABLE:
                     reg.readable()
                 if flags & _OUT and reg.active and reg.mask & FD_WRITABLE:

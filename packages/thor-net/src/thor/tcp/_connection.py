@@ -46,6 +46,7 @@ import errno
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_CLOSE, FD_READABLE, FD_WRITABLE, EventSource
@@ -113,6 +114,8 @@ class TcpConnection(EventSource):
     max_write_buffer_chunks: int = 4096
     write_coalesce: int = 256 * 1024
     close_timeout: float = 5.0
+    # the sink's 'data' handler, called directly while no listener wants 'data' (see sink())
+    _reader: Callable[[bytes], object] | None = None
 
     def __init__(self, sock: socket.socket, address: Any, loop: LoopBase | None = None) -> None:
         EventSource.__init__(self, loop)
@@ -184,21 +187,16 @@ class TcpConnection(EventSource):
             return
         buffer = self._buffer
         size = len(data)
-        if (
-            self._buffered + size > self.max_write_buffer_size
-            or len(buffer) >= self.max_write_buffer_chunks
-        ):
-            if buffer and not self._output_paused:
-                # ask the writer to wait: the queue drains, and 'pause' (False) follows. Never on
-                # an empty queue: nothing would drain, so no (False) would ever come
-                self._output_paused = True
-                self.emit("pause", True)
-            raise BufferError(
-                f"write of {size} bytes refused: {self._buffered} bytes in "
-                f"{len(buffer)} chunks already queued (limits: {self.max_write_buffer_size} "
-                f"bytes, {self.max_write_buffer_chunks} chunks)"
-            )
         if buffer:
+            if (
+                self._buffered + size > self.max_write_buffer_size
+                or len(buffer) >= self.max_write_buffer_chunks
+            ):
+                if not self._output_paused:
+                    # ask the writer to wait: the queue drains, and 'pause' (False) follows
+                    self._output_paused = True
+                    self.emit("pause", True)
+                raise self._refused(size)
             # queued data must not change if the caller reuses a mutable buffer
             buffer.append(data if type(data) is bytes else bytes(data))
             self._buffered += size
@@ -206,6 +204,8 @@ class TcpConnection(EventSource):
                 self._output_paused = True
                 self.emit("pause", True)
             return
+        if size > self.max_write_buffer_size or self.max_write_buffer_chunks < 1:
+            raise self._refused(size)  # (no 'pause': nothing is queued that would drain)
         try:
             sent = self.socket.send(data)
         except _BLOCKING:
@@ -226,6 +226,13 @@ class TcpConnection(EventSource):
                 self.emit("pause", True)
         if sent and self.listener_count("sent"):
             self.emit("sent")
+
+    def _refused(self, size: int) -> BufferError:
+        return BufferError(
+            f"write of {size} bytes refused: {self._buffered} bytes in "
+            f"{len(self._buffer)} chunks already queued (limits: {self.max_write_buffer_size} "
+            f"bytes, {self.max_write_buffer_chunks} chunks)"
+        )
 
     def close(self) -> None:
         """Close gracefully: send what is queued, then our FIN; close the socket when the peer's
@@ -282,6 +289,20 @@ class TcpConnection(EventSource):
             self._buffered = 0
             self._close_socket()
 
+    def sink(self, sink: object) -> None:
+        """Send events that have no listener to ``sink.<event>(*args)`` (see EventEmitter).
+
+        The sink's ``data`` handler is then called straight from the read, without going
+        through ``emit``, for as long as nobody listens to ``'data'``.
+        """
+        super().sink(sink)
+        reader = getattr(sink, "data", None) if sink is not None else None
+        self._reader = reader if reader is not None and not self.listener_count("data") else None
+
+    def _listener_added(self, event: str) -> None:
+        if event == "data":
+            self._reader = None  # listeners come first: 'data' goes through emit again
+
     @property
     def write_buffer_size(self) -> int:
         """Bytes queued and not yet taken by the socket."""
@@ -306,8 +327,12 @@ class TcpConnection(EventSource):
             elif self._read_size and len(data) <= self.read_bufsize:
                 self._read_size = 0
             if self._state in _READING:  # after close(), what the peer still sends is dropped
+                reader = self._reader
                 try:
-                    self.emit("data", data)
+                    if reader is None:
+                        self.emit("data", data)
+                    else:
+                        reader(data)
                 except Exception:
                     self.abort()
                     raise

@@ -251,8 +251,12 @@ class TlsConnection(TcpConnection):
             return
         if sock.pending() or (len(data) == _MAX_RECORD and self.read_bufsize > _MAX_RECORD):
             data, end = self._read_more(data)
+        reader = self._reader
         try:
-            self.emit("data", data)
+            if reader is None:
+                self.emit("data", data)
+            else:
+                reader(data)
         except Exception:
             self.abort()
             raise
