@@ -109,8 +109,10 @@ class HttpServer(EventEmitter):
             (from a load balancer: see ``_proxy_protocol.py``); the connection's ``address``
             becomes the client's address it names. The header must be complete within
             ``request_head_timeout`` (``request_timeout`` when None); a connection whose
-            header is missing, malformed or late is closed without a response. Plain TCP
-            only: with ``tls_context`` the constructor raises ValueError (False).
+            header is missing, malformed or late is closed without a response. With
+            ``tls_context``, the header is read before the TLS handshake, as a balancer
+            passing TLS through sends it (see ``_proxy_protocol_tls.py``): set it on the class
+            or before construction (False).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -176,12 +178,25 @@ class HttpServer(EventEmitter):
         )
         self.tcp_server: TcpServer
         self.tls = tls_context is not None
-        if tls_context is not None and self.proxy_protocol:
-            raise ValueError(
-                "proxy_protocol is for plain TCP listeners: the PROXY header would come "
-                "before the TLS handshake, which TlsServer does itself"
+        # the PROXY header comes before the TLS handshake: the TLS listener reads it
+        self._header_before_tls = tls_context is not None and self.proxy_protocol
+        if self._header_before_tls:
+            from ._proxy_protocol_tls import ProxyTlsServer  # noqa: PLC0415
+
+            header_timeout = self.request_head_timeout
+            if header_timeout is None:
+                header_timeout = self.request_timeout
+            self.tcp_server = tls_server = ProxyTlsServer(
+                host,
+                port,
+                sock,
+                self.loop,
+                backlog,
+                context=tls_context,
+                reuse_port=reuse_port,
             )
-        if tls_context is not None:
+            tls_server.proxy_header_timeout = header_timeout
+        elif tls_context is not None:
             from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
 
             self.tcp_server = TlsServer(
@@ -222,9 +237,13 @@ class HttpServer(EventEmitter):
         connection's address and calls this again with ``after_header``, the bytes that came
         after the header: they are served as if just read from the connection.
         """
-        if after_header is None and self.proxy_protocol:
+        if after_header is None and self.proxy_protocol and not self._header_before_tls:
             if self.tls:  # (set after construction: the handshake is done, no header came)
-                logger.error("%r: proxy_protocol on an HTTPS server: connection refused", self)
+                logger.error(
+                    "%r: proxy_protocol set after an HTTPS server was made: connection refused "
+                    "(set it before, or on the class, so that the header is read before TLS)",
+                    self,
+                )
                 tcp_conn.abort()
                 return
             # imported here: only servers behind a balancer need it

@@ -133,6 +133,16 @@ class TlsServer(TcpServer):
 
     def _accepted(self, conn_sock: socket.socket, address: Any) -> None:
         """Start the TLS handshake of an accepted socket; ``'connect'`` follows its success."""
+        self.start_handshake(conn_sock, address)
+
+    def start_handshake(self, conn_sock: socket.socket, address: Any) -> None:
+        """Wrap an accepted, still plain socket and start its TLS handshake; ``'connect'``
+        follows its success, ``'tls_error'`` its failure (the socket is then closed).
+
+        TlsServer calls it for every accepted socket; a subclass that first reads something
+        sent in the clear before the handshake (a PROXY protocol header from a load balancer)
+        overrides ``_accepted`` and calls this afterwards, with the address it learned.
+        """
         conn_sock.setblocking(False)
         try:
             tls_sock = self.context.wrap_socket(
