@@ -277,7 +277,8 @@ def test_a_late_header_times_out(
     server, addresses = https_server(harness, contexts[0], QuickHeader)
     proxy_tls = server.tcp_server
     assert isinstance(proxy_tls, ProxyTlsServer)
-    assert proxy_tls.proxy_header_timeout == 0.2
+    assert proxy_tls._header_timeout is not None
+    assert proxy_tls._header_timeout() == 0.2  # (the server's, read for each connection)
 
     def client() -> tuple[bytes, float]:
         raw = harness.connect(server)

@@ -16,11 +16,13 @@ header is incomplete (every byte so far belongs to the header), else the header'
 what was taken before. That is two system calls per read instead of one, once per connection;
 a balancer sends the header in one packet.
 
-A bad header, the peer closing first, or the timeout (the server's ``request_head_timeout``,
-else ``request_timeout``) closes the socket without a word, as on plain TCP (logged at DEBUG on
-``thor.http``). Sockets whose header is being read are not counted in the server's
-``active_connections`` (the timeout bounds how long they are kept); ``shutdown()`` and
-``graceful_shutdown()`` close them.
+The first read is tried at once (the header is usually there already): the socket is watched
+by the loop only when it is not. A bad header, the peer closing first, or the timeout (the
+server's ``request_head_timeout``, else ``request_timeout``, as they are when the connection
+arrives) closes the socket without a word, as on plain TCP (logged at DEBUG on ``thor.http``).
+Sockets whose header is being read count against the server's ``max_connections`` (as a TLS
+handshake in progress does), though they are not in ``active_connections`` yet; ``shutdown()``
+and ``graceful_shutdown()`` close them.
 """
 
 from __future__ import annotations
@@ -89,7 +91,13 @@ class RawProxyHeaderReader(EventSource):
             loop.schedule(timeout, self._expire) if timeout is not None else None
         )
         sock.setblocking(False)
-        self.register_fd(sock.fileno(), "fd_readable")
+
+    def start(self) -> None:
+        """Try a first read; watch the socket for more only if the header is not complete."""
+        self.handle_fd_readable()
+        sock = self._sock
+        if sock is not None:
+            self.register_fd(sock.fileno(), "fd_readable")
 
     def handle_fd_readable(self) -> None:
         """Peek at what arrived; take the header's bytes; hand over once it is complete."""
@@ -159,42 +167,62 @@ class ProxyTlsServer(TlsServer):
     accepted socket's header is read (``RawProxyHeaderReader``) before the TLS handshake, which
     then starts with the client's address as the connection's ``address``.
 
-    Settings (class attributes, or set on the instance before connections arrive):
-        proxy_header_timeout: seconds for the header to arrive (None: no limit); HttpServer
-            sets it from ``request_head_timeout`` (else ``request_timeout``).
+    Settings (class attributes, or set on the instance; read for each connection):
+        proxy_header_timeout: seconds for the header to arrive (None: no limit); unless
+            ``header_timeout`` is given, which then says it for each connection (HttpServer
+            gives its ``request_head_timeout``, else ``request_timeout``, as they are then).
         max_v2_length: the most bytes of a version 2 header, TLVs included (4096).
     """
 
     proxy_header_timeout: float | None = 10.0
     max_v2_length: int = 4096
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        header_timeout: Callable[[], float | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._reading: set[RawProxyHeaderReader] = set()
+        self._header_timeout = header_timeout
         TlsServer.__init__(self, *args, **kwargs)
 
     def _accepted(self, conn_sock: socket.socket, address: Any) -> None:
         """Read the PROXY header first; the handshake starts once it is complete."""
+        timeout = (
+            self._header_timeout()
+            if self._header_timeout is not None
+            else self.proxy_header_timeout
+        )
         reader = RawProxyHeaderReader(
             conn_sock,
             address,
             self.loop,
-            timeout=self.proxy_header_timeout,
+            timeout=timeout,
             done=self._header_read,
             gone=self._header_gone,
             max_v2_length=self.max_v2_length,
         )
         self._reading.add(reader)
-        reader.handle_fd_readable()  # the header is usually there already
+        self._pending += 1  # (counts against max_connections until it is a connection)
+        reader.start()
 
     def _header_read(self, reader: RawProxyHeaderReader, sock: socket.socket, address: Any) -> None:
         self._reading.discard(reader)
-        if self.sock is None:  # shut down meanwhile (its readers were aborted: not reached)
+        try:
+            if self.sock is None:  # shut down meanwhile (its readers were aborted: not reached)
+                sock.close()
+            else:
+                self.start_handshake(sock, address)  # (in active_connections from now on)
+        except BaseException:
             sock.close()
-            return
-        self.start_handshake(sock, address)
+            raise
+        finally:
+            self._pending_done()
 
     def _header_gone(self, reader: RawProxyHeaderReader) -> None:
         self._reading.discard(reader)
+        self._pending_done()
 
     def shutdown(self) -> None:
         """As TlsServer's, and close the sockets whose PROXY header is still being read."""

@@ -112,7 +112,7 @@ class HttpServer(EventEmitter):
             header is missing, malformed or late is closed without a response. With
             ``tls_context``, the header is read before the TLS handshake, as a balancer
             passing TLS through sends it (see ``_proxy_protocol_tls.py``): set it on the class
-            or before construction (False).
+            (or a subclass), since the listener is made by the constructor (False).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -183,10 +183,7 @@ class HttpServer(EventEmitter):
         if self._header_before_tls:
             from ._proxy_protocol_tls import ProxyTlsServer  # noqa: PLC0415
 
-            header_timeout = self.request_head_timeout
-            if header_timeout is None:
-                header_timeout = self.request_timeout
-            self.tcp_server = tls_server = ProxyTlsServer(
+            self.tcp_server = ProxyTlsServer(
                 host,
                 port,
                 sock,
@@ -194,8 +191,8 @@ class HttpServer(EventEmitter):
                 backlog,
                 context=tls_context,
                 reuse_port=reuse_port,
+                header_timeout=self._proxy_header_timeout,
             )
-            tls_server.proxy_header_timeout = header_timeout
         elif tls_context is not None:
             from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
 
@@ -221,6 +218,12 @@ class HttpServer(EventEmitter):
             self.tcp_server = self.tcp_server_class(host, port, **options)
         self.tcp_server.on("start", self._on_start)
         self.tcp_server.on("connect", self.handle_conn)
+
+    def _proxy_header_timeout(self) -> float | None:
+        """Seconds a PROXY protocol header has to arrive: ``request_head_timeout``, else
+        ``request_timeout``, as they are when the connection arrives."""
+        timeout = self.request_head_timeout
+        return self.request_timeout if timeout is None else timeout
 
     @property
     def port(self) -> int:
@@ -249,10 +252,7 @@ class HttpServer(EventEmitter):
             # imported here: only servers behind a balancer need it
             from ._proxy_protocol import ProxyHeaderReader  # noqa: PLC0415
 
-            timeout = self.request_head_timeout
-            if timeout is None:
-                timeout = self.request_timeout
-            ProxyHeaderReader(tcp_conn, self.loop, timeout, self.handle_conn)
+            ProxyHeaderReader(tcp_conn, self.loop, self._proxy_header_timeout(), self.handle_conn)
             return
         sweep = self._sweep_event
         if sweep is None or sweep.cancelled:  # idle until now: start the sweep

@@ -293,7 +293,9 @@ class TcpConnection(EventSource):
         """Send events that have no listener to ``sink.<event>(*args)`` (see EventEmitter).
 
         The sink's ``data`` handler is then called straight from the read, without going
-        through ``emit``, for as long as nobody listens to ``'data'``.
+        through ``emit``, for as long as nobody listens to ``'data'``. It is looked up here,
+        once (``emit`` looks a sink's handlers up on every event): a sink that replaces its
+        ``data`` handler later calls ``sink()`` again for the new one to be used.
         """
         super().sink(sink)
         reader = getattr(sink, "data", None) if sink is not None else None

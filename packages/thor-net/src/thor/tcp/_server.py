@@ -83,6 +83,9 @@ class TcpServer(EventSource):
     accept_batch: int = 128
     max_connections: int | None = None
     connection_class: type[TcpConnection] = TcpConnection
+    #: accepted sockets a subclass holds before they become connections (a PROXY header being
+    #: read before TLS): they count against ``max_connections`` too (see ``_pending_done``)
+    _pending = 0
 
     def __init__(
         self,
@@ -125,7 +128,7 @@ class TcpServer(EventSource):
         raw_accept = getattr(sock, "_accept", None)  # CPython's socket: (fd, address)
         family, kind, proto = self._accept_args
         for _ in range(self.accept_batch):
-            if cap is not None and len(active) >= cap:
+            if cap is not None and len(active) + self._pending >= cap:
                 self._set_accepting(False)
                 return
             try:
@@ -211,11 +214,22 @@ class TcpServer(EventSource):
         if self._stopping:
             if not self.active_connections:
                 self._emit_stop()
-        elif (
+        else:
+            self._below_cap()
+
+    def _pending_done(self) -> None:
+        """A subclass let go of one of its ``_pending`` sockets (made it a connection, or
+        closed it): accept again if that brings the count under ``max_connections``."""
+        self._pending -= 1
+        if not self._stopping:
+            self._below_cap()
+
+    def _below_cap(self) -> None:
+        if (
             not self._accepting
             and self._backoff is None
             and self.max_connections is not None
-            and len(self.active_connections) < self.max_connections
+            and len(self.active_connections) + self._pending < self.max_connections
         ):
             self._set_accepting(True)
 
