@@ -1,13 +1,8 @@
-"""Review of cdd6dfa (PROXY protocol before TLS).
-
-Passing: the header split inside its v2 length field, or between the v1 CR and LF, with the
-rest of the header and the ClientHello in one later segment: the reader takes no byte of the
-ClientHello.
-
-Findings of the review, fixed: the sockets still reading their header count against
-``max_connections`` (as a plain TlsServer counts its handshakes), and accepting resumes when
-they go; the header timeout is read for each connection (``request_head_timeout`` set on the
-instance afterwards, as ``thor proxy`` does with its timeouts, applies, as on plain TCP).
+"""PROXY protocol before TLS, the edges: a header split inside its v2 length field or between
+the v1 CR and LF, with the rest of it and the ClientHello in one later segment (the reader takes
+no byte of the ClientHello); the sockets still reading their header count against
+``max_connections``, and accepting resumes when they go; the header timeout is read for each
+connection (``request_head_timeout`` set on the instance, as ``thor proxy`` sets its timeouts).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Review of a179739 (TcpConnection calls its sink's ``data`` handler directly): pins
-behaviour the commit's own tests do not cover.
-
-- write() with ``max_write_buffer_chunks = 0`` on an empty queue: refused, no 'pause' (kept from
-  before the reordering of the limit checks, but untested).
-- The sink's ``data`` handler is looked up once, in ``sink()``; ``EventEmitter`` documents a
-  lookup at every emit ("sent to ``sink.<event>(*args)`` where that method exists"). A sink that
-  replaces (or deletes) its ``data`` attribute after ``sink()`` now keeps getting the old
-  handler: it is looked up by ``sink()`` (documented), so such a sink sets itself again.
+"""TcpConnection's direct sink reader and write limits, the edges: ``write()`` with
+``max_write_buffer_chunks = 0`` on an empty queue is refused without a 'pause'; the sink's
+``data`` handler is looked up by ``sink()`` (``emit`` looks handlers up on every event), so a
+sink that replaces its handler sets itself again.
 """
 
 from __future__ import annotations
