@@ -51,7 +51,7 @@ _PEEK = int(socket.MSG_PEEK)
 
 class RawProxyHeaderReader(EventSource):
     """Reads the PROXY header at the start of an accepted plain socket without taking a byte
-    past it, then hands the socket over.
+    past it, then hands the socket over. Nothing happens until ``start()``.
 
     Args:
         sock: the accepted socket (made non-blocking here).
