@@ -67,24 +67,62 @@ def fetch_over_tls(raw: socket.socket, client_context: ssl.SSLContext) -> suppor
         return support.ResponseReader(tls).read()
 
 
-def handshake_fails(raw: socket.socket, client_context: ssl.SSLContext) -> bool:
-    """Whether a TLS handshake on ``raw`` fails (through memory BIOs: ``raw`` stays the
-    caller's, whatever happens)."""
+def bio_handshake(
+    raw: socket.socket, client_context: ssl.SSLContext, before_hello: bytes = b""
+) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A TLS handshake on ``raw`` through memory BIOs (``raw`` stays the caller's, whatever
+    happens), ``before_hello`` sent in the same segment as the ClientHello; returns the TLS
+    object and its incoming and outgoing BIOs.
+
+    Raises:
+        ConnectionError: the server closed during the handshake (ssl.SSLError: it failed).
+    """
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = client_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    pending = before_hello
+    while True:
+        try:
+            tls.do_handshake()
+            return tls, incoming, outgoing
+        except ssl.SSLWantReadError:
+            raw.sendall(pending + outgoing.read())
+            pending = b""
+            got = raw.recv(65536)
+            if not got:
+                raise ConnectionError("closed during the handshake") from None
+            incoming.write(got)
+
+
+def bio_request(
+    raw: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+) -> bytes:
+    """After ``bio_handshake``: one request with Connection: close; the answer, whole."""
+    tls.write(REQUEST.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n", 1))
+    raw.sendall(outgoing.read())
+    answer = b""
+    while True:
+        try:
+            chunk = tls.read(65536)
+        except ssl.SSLWantReadError:
+            got = raw.recv(65536)
+            if not got:
+                return answer
+            incoming.write(got)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return answer
+        else:
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+def handshake_fails(raw: socket.socket, client_context: ssl.SSLContext) -> bool:
+    """Whether a TLS handshake on ``raw`` fails."""
     try:
-        while True:
-            try:
-                tls.do_handshake()
-                return False
-            except ssl.SSLWantReadError:
-                raw.sendall(outgoing.read())
-                got = raw.recv(65536)
-                if not got:
-                    return True
-                incoming.write(got)
+        bio_handshake(raw, client_context)
     except (ssl.SSLError, OSError):
         return True
+    return False
 
 
 def test_the_server_listens_with_a_proxy_tls_server(
@@ -138,38 +176,7 @@ def test_header_and_client_hello_in_one_send(
 
     def client() -> bytes:
         raw = harness.connect(server)
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = contexts[1].wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-        first = True
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                data = outgoing.read()
-                raw.sendall(v2(block=INET + INET_PORTS) + data if first else data)
-                first = False
-                got = raw.recv(65536)
-                if not got:
-                    raise ConnectionError("closed during the handshake") from None
-                incoming.write(got)
-        tls.write(REQUEST.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n", 1))
-        raw.sendall(outgoing.read())
-        answer = b""
-        while True:
-            try:
-                chunk = tls.read(65536)
-            except ssl.SSLWantReadError:
-                got = raw.recv(65536)
-                if not got:
-                    return answer
-                incoming.write(got)
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return answer
-            else:
-                if not chunk:
-                    return answer
-                answer += chunk
+        return bio_request(raw, *bio_handshake(raw, contexts[1], v2(block=INET + INET_PORTS)))
 
     answer = harness.client(client)
     assert answer.startswith(b"HTTP/1.1 200 ")

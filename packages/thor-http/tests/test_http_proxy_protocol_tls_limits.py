@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import http_server_support as support
 import pytest
-from test_http_proxy_protocol import INET, INET_PORTS, REQUEST, v2
-from test_http_proxy_protocol_tls import BehindBalancer, contexts, fetch_over_tls, https_server
+from test_http_proxy_protocol import INET, INET_PORTS, v2
+from test_http_proxy_protocol_tls import (
+    BehindBalancer,
+    bio_handshake,
+    bio_request,
+    contexts,
+    fetch_over_tls,
+    https_server,
+)
 
 from thor.http._proxy_protocol_tls import ProxyTlsServer
 
@@ -33,39 +40,9 @@ def tls_over_split_header(
 ) -> bytes:
     """Send ``first``, wait, then ``second`` and the ClientHello in one send; run one request
     with Connection: close; return the answer."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = client_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
     raw.sendall(first)
     time.sleep(0.05)  # the server reads (and takes) the first part on its own
-    pending = second
-    while True:
-        try:
-            tls.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            raw.sendall(pending + outgoing.read())
-            pending = b""
-            got = raw.recv(65536)
-            if not got:
-                raise ConnectionError("closed during the handshake") from None
-            incoming.write(got)
-    tls.write(REQUEST.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n", 1))
-    raw.sendall(outgoing.read())
-    answer = b""
-    while True:
-        try:
-            chunk = tls.read(65536)
-        except ssl.SSLWantReadError:
-            got = raw.recv(65536)
-            if not got:
-                return answer
-            incoming.write(got)
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            return answer
-        else:
-            if not chunk:
-                return answer
-            answer += chunk
+    return bio_request(raw, *bio_handshake(raw, client_context, second))
 
 
 V2 = v2(block=INET + INET_PORTS)
@@ -116,7 +93,7 @@ def test_max_connections_bounds_the_sockets_reading_their_header(
     harness.client(client)
     assert held["count"] <= 2, f"{held['count']} sockets held with max_connections = 2"
     assert held["response"].status == b"200"
-    assert proxy_tls._pending == 0
+    assert proxy_tls._held() == 0
     assert proxy_tls._reading == set()
 
 

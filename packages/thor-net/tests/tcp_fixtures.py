@@ -278,3 +278,15 @@ def open_net(backend: str | None = None) -> Iterator[Net]:
             net.close()
         finally:
             loop.close()
+
+
+def assert_pause_events_alternate(events: list[tuple[bool, int]], limit: int) -> None:
+    """True, False, True, ... ending with False; True with more than ``limit`` bytes queued,
+    False with at most half of that."""
+    flags = [paused for paused, _ in events]
+    assert flags == [True, False] * (len(flags) // 2), f"not strictly alternating: {events}"
+    for paused, queued in events:
+        if paused:
+            assert queued > limit, f"'pause' (True) with only {queued} bytes queued: {events}"
+        else:
+            assert queued <= limit // 2, f"'pause' (False) with {queued} bytes queued: {events}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import tcp_fixtures as tf
-from tcp_fixtures import KIB, MIB, Net, block
+from tcp_fixtures import KIB, MIB, Net, assert_pause_events_alternate, block
 
 from thor.tcp import TcpConnection
 
@@ -466,18 +466,6 @@ def test_a_single_write_larger_than_max_write_buffer_size_is_refused_whole(net: 
 def pause_recorder(writer: TcpConnection, events: list[tuple[bool, int]]) -> None:
     """Record every 'pause' of ``writer`` with the bytes queued at that moment."""
     writer.on("pause", lambda paused: events.append((paused, writer.write_buffer_size)))
-
-
-def assert_pause_events_alternate(events: list[tuple[bool, int]], limit: int) -> None:
-    """True, False, True, ... ending with False; True with more than ``limit`` bytes queued,
-    False with at most half of that."""
-    flags = [paused for paused, _ in events]
-    assert flags == [True, False] * (len(flags) // 2), f"not strictly alternating: {events}"
-    for paused, queued in events:
-        if paused:
-            assert queued > limit, f"'pause' (True) with only {queued} bytes queued: {events}"
-        else:
-            assert queued <= limit // 2, f"'pause' (False) with {queued} bytes queued: {events}"
 
 
 def test_a_big_write_the_kernel_takes_pauses_nobody(net: Net) -> None:

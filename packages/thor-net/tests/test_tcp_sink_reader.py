@@ -30,38 +30,35 @@ def net(request: pytest.FixtureRequest) -> Iterator[Net]:
     yield from tf.open_net(request.param)
 
 
-class DataSink:
-    """A sink with a ``data`` method: records what it gets, then calls ``then(sink)``."""
+class Recorder:
+    """Records the chunks it gets, then calls ``then(self)``."""
 
-    def __init__(self, then: Callable[[DataSink], object] | None = None) -> None:
+    def __init__(self, then: Callable[[Any], object] | None = None) -> None:
         self.got: list[bytes] = []
         self.then = then
 
     @property
     def received(self) -> bytes:
         return b"".join(self.got)
+
+    def record(self, data: bytes) -> None:
+        self.got.append(data)
+        if self.then is not None:
+            self.then(self)
+
+
+class DataSink(Recorder):
+    """A sink with a ``data`` method."""
 
     def data(self, data: bytes) -> None:
-        self.got.append(data)
-        if self.then is not None:
-            self.then(self)
+        self.record(data)
 
 
-class Collector:
-    """A 'data' listener: records what it gets, then calls ``then(collector)``."""
-
-    def __init__(self, then: Callable[[Collector], object] | None = None) -> None:
-        self.got: list[bytes] = []
-        self.then = then
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(self.got)
+class Collector(Recorder):
+    """A 'data' listener."""
 
     def __call__(self, data: bytes) -> None:
-        self.got.append(data)
-        if self.then is not None:
-            self.then(self)
+        self.record(data)
 
 
 def spy_emits(conn: TcpConnection) -> list[tuple[str, Any]]:

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from tcp_fixtures import assert_pause_events_alternate
 from tls_fixtures import Pki, run, stop_when_idle
 
 import thor.loop
@@ -493,18 +494,6 @@ def when(loop: LoopBase, predicate: Any, then: Any, *args: Any) -> None:
 def block(index: int, size: int = 64 * 1024) -> bytes:
     """Chunk ``index`` of a test stream: its index repeated (loss or reordering shows)."""
     return index.to_bytes(8, "big") * (size // 8)
-
-
-def assert_pause_events_alternate(events: list[tuple[bool, int]], limit: int) -> None:
-    """True, False, True, ... ending with False; True with more than ``limit`` bytes queued,
-    False with at most half of that."""
-    flags = [paused for paused, _ in events]
-    assert flags == [True, False] * (len(flags) // 2), f"not strictly alternating: {events}"
-    for paused, queued in events:
-        if paused:
-            assert queued > limit, f"'pause' (True) with only {queued} bytes queued: {events}"
-        else:
-            assert queued <= limit // 2, f"'pause' (False) with {queued} bytes queued: {events}"
 
 
 class Sink:

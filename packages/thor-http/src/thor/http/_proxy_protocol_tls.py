@@ -203,8 +203,7 @@ class ProxyTlsServer(TlsServer):
             gone=self._header_gone,
             max_v2_length=self.max_v2_length,
         )
-        self._reading.add(reader)
-        self._pending += 1  # (counts against max_connections until it is a connection)
+        self._reading.add(reader)  # (counts against max_connections until it is a connection)
         reader.start()
 
     def _header_read(self, reader: RawProxyHeaderReader, sock: socket.socket, address: Any) -> None:
@@ -218,11 +217,14 @@ class ProxyTlsServer(TlsServer):
             sock.close()
             raise
         finally:
-            self._pending_done()
+            self._held_released()
 
     def _header_gone(self, reader: RawProxyHeaderReader) -> None:
         self._reading.discard(reader)
-        self._pending_done()
+        self._held_released()
+
+    def _held(self) -> int:
+        return len(self._reading)
 
     def shutdown(self) -> None:
         """As TlsServer's, and close the sockets whose PROXY header is still being read."""

@@ -180,23 +180,17 @@ class HttpServer(EventEmitter):
         self.tls = tls_context is not None
         # the PROXY header comes before the TLS handshake: the TLS listener reads it
         self._header_before_tls = tls_context is not None and self.proxy_protocol
-        if self._header_before_tls:
-            from ._proxy_protocol_tls import ProxyTlsServer  # noqa: PLC0415
-
-            self.tcp_server = ProxyTlsServer(
-                host,
-                port,
-                sock,
-                self.loop,
-                backlog,
-                context=tls_context,
-                reuse_port=reuse_port,
-                header_timeout=self._proxy_header_timeout,
-            )
-        elif tls_context is not None:
+        if tls_context is not None:
             from thor.tls import TlsServer  # noqa: PLC0415 - ssl is imported only for HTTPS
 
-            self.tcp_server = TlsServer(
+            tls_class: type[TlsServer] = TlsServer
+            extra: dict[str, Any] = {}
+            if self._header_before_tls:
+                from ._proxy_protocol_tls import ProxyTlsServer  # noqa: PLC0415
+
+                tls_class = ProxyTlsServer
+                extra["header_timeout"] = self._proxy_header_timeout
+            self.tcp_server = tls_class(
                 host,
                 port,
                 sock,
@@ -204,6 +198,7 @@ class HttpServer(EventEmitter):
                 backlog,
                 context=tls_context,
                 reuse_port=reuse_port,
+                **extra,
             )
         else:
             # only the options given: a tcp_server_class written for thor 0.17 takes

@@ -83,9 +83,6 @@ class TcpServer(EventSource):
     accept_batch: int = 128
     max_connections: int | None = None
     connection_class: type[TcpConnection] = TcpConnection
-    #: accepted sockets a subclass holds before they become connections (a PROXY header being
-    #: read before TLS): they count against ``max_connections`` too (see ``_pending_done``)
-    _pending = 0
 
     def __init__(
         self,
@@ -128,7 +125,7 @@ class TcpServer(EventSource):
         raw_accept = getattr(sock, "_accept", None)  # CPython's socket: (fd, address)
         family, kind, proto = self._accept_args
         for _ in range(self.accept_batch):
-            if cap is not None and len(active) + self._pending >= cap:
+            if cap is not None and len(active) + self._held() >= cap:
                 self._set_accepting(False)
                 return
             try:
@@ -217,10 +214,14 @@ class TcpServer(EventSource):
         else:
             self._below_cap()
 
-    def _pending_done(self) -> None:
-        """A subclass let go of one of its ``_pending`` sockets (made it a connection, or
-        closed it): accept again if that brings the count under ``max_connections``."""
-        self._pending -= 1
+    def _held(self) -> int:
+        """Accepted sockets a subclass holds before they become connections (a PROXY header
+        being read before TLS): they count against ``max_connections`` too."""
+        return 0
+
+    def _held_released(self) -> None:
+        """A subclass let go of a held socket (made it a connection, or closed it): accept
+        again if that brings the count under ``max_connections``."""
         if not self._stopping:
             self._below_cap()
 
@@ -229,7 +230,7 @@ class TcpServer(EventSource):
             not self._accepting
             and self._backoff is None
             and self.max_connections is not None
-            and len(self.active_connections) + self._pending < self.max_connections
+            and len(self.active_connections) + self._held() < self.max_connections
         ):
             self._set_accepting(True)
 
