@@ -381,6 +381,18 @@ def test_get_connection_refused_exits_1() -> None:
 # -- a controllable origin (in this process) ------------------------------------------------------
 
 
+def serve_in_thread(
+    handler: type[BaseHTTPRequestHandler],
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """An http.server origin on a free 127.0.0.1 port, served by a daemon thread (close it
+    with ``server.shutdown()``, ``server.server_close()``, ``thread.join()``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
 class Origin:
     """An HTTP origin in a thread: answers ``name`` (and ``/slow`` only once released)."""
 
@@ -409,12 +421,9 @@ class Origin:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server, self.thread = serve_in_thread(Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def close(self) -> None:
         self.release.set()

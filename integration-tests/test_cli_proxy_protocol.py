@@ -21,14 +21,13 @@ import http.client
 import json
 import signal
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import WAIT, config_text, thor
+from test_cli import WAIT, config_text, serve_in_thread, thor
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # (written out here, not taken from the library)
 
@@ -77,12 +76,9 @@ class Origin:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server, self.thread = serve_in_thread(Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def close(self) -> None:
         self.server.shutdown()
