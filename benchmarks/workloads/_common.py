@@ -20,7 +20,17 @@ import sys
 import time
 from typing import Any
 
-IMPLS = ("thor", "asyncio", "uvloop", "pyee", "bare", "aiohttp", "uvicorn", "httpx")
+IMPLS = (
+    "thor",
+    "asyncio",
+    "asyncio-glibc",
+    "uvloop",
+    "pyee",
+    "bare",
+    "aiohttp",
+    "uvicorn",
+    "httpx",
+)
 # the distributions whose versions a run records, by --impl (besides the thor ones)
 PEER_DISTS = {
     "aiohttp": ("aiohttp",),
