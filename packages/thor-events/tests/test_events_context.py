@@ -10,6 +10,7 @@ never leak from one test into another.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -545,3 +546,48 @@ def test_inside_a_listener_a_newlistener_listener_hears_of_itself_and_wrappers_u
     run_inside_listener(registrar)
     assert heard == ["newListener", "other"]
     assert emitter.listeners("other") == [plain]  # the function, not a wrapper in a wrapper
+
+
+def test_every_kind_of_callable_registered_inside_a_listener_is_wrapped_alike() -> None:
+    # on()'s inlined path takes plain functions, bound methods and builtins by their type;
+    # partials and callable objects take the general path: all get a context and are callable
+    # and removable by what was registered
+    emitter = EventEmitter()
+    got: list[tuple[str, Any, str]] = []
+
+    class Holder:
+        def method(self, value: Any) -> None:
+            got.append(("method", value, LOCALE.get()))
+
+        def __call__(self, value: Any) -> None:
+            got.append(("object", value, LOCALE.get()))
+
+    def function(kind: str, value: Any) -> None:
+        got.append((kind, value, LOCALE.get()))
+
+    builtin_sink: list[Any] = []
+    holder = Holder()
+    registered: dict[str, Callable[..., Any]] = {
+        "function": lambda value: function("function", value),
+        "method": holder.method,
+        "builtin": builtin_sink.append,
+        "partial": functools.partial(function, "partial"),
+        "object": holder,
+    }
+
+    def registrar() -> None:
+        LOCALE.set("registrar")
+        for event, listener in registered.items():
+            emitter.on(event, listener)
+
+    run_inside_listener(registrar)
+    LOCALE.set("emit")
+    for event in registered:
+        assert emitter.emit(event, event) is True
+    kinds = ("function", "method", "partial", "object")
+    assert got == [(kind, kind, "registrar") for kind in kinds]
+    assert builtin_sink == ["builtin"]
+    for event, listener in registered.items():
+        assert emitter.listeners(event) == [listener]
+        emitter.remove_listener(event, listener)
+        assert emitter.listener_count(event) == 0

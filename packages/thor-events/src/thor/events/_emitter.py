@@ -25,6 +25,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from contextvars import Context, ContextVar, copy_context
+from types import BuiltinFunctionType, FunctionType, MethodType
 from typing import Any, TypeVar
 
 from ._errors import MaxListenersExceededWarning, UnhandledError
@@ -45,6 +46,9 @@ logger = logging.getLogger("thor.events")
 _IN_LISTENER: ContextVar[bool] = ContextVar("thor_events_in_listener", default=False)
 _in_listener = _IN_LISTENER.get
 _new_wrapper = object.__new__
+#: listener types that ``on`` may wrap without the general checks (never a ContextWrapper,
+#: always callable)
+_PLAIN_CALLABLES = frozenset({FunctionType, MethodType, BuiltinFunctionType})
 
 
 def _captured_context() -> Any:
@@ -186,13 +190,12 @@ class EventEmitter:
             TypeError: ``listener`` is not callable.
         """
         # Applications register listeners on every exchange, so the common case (a plain
-        # function, registered from inside a listener, the event's first one, no newListener
-        # interest) is inlined; it builds the same ContextWrapper as the general path.
+        # function or method, registered from inside a listener, the event's first one, no
+        # sink and no newListener interest) is inlined; it builds the same ContextWrapper as
+        # the general path.
         events = self.__events
-        given: object = listener  # (a wrapper or a non-callable takes the general path)
         if (
-            not isinstance(given, ContextWrapper)
-            and callable(given)
+            type(listener) in _PLAIN_CALLABLES
             and _in_listener()
             and not events.get(event)
             and self.__sink is None
