@@ -170,6 +170,9 @@ class Head:
             upgrade: an Upgrade field and ``upgrade`` in Connection.
         host: the Host field value of a request (None without one).
         header_length: bytes of the head on the wire, start line and final blank line included.
+        repeated: the same head (bytes and parser settings) was parsed before, and this one
+            comes from the parser's cache of heads (a server learns its known requests from
+            these: see ``HttpServerConnection``).
     """
 
     # Defaults at class level: a head sets only what its message says (a request with just a
@@ -185,6 +188,7 @@ class Head:
     upgrade = False
     host: bytes | None = None
     header_length = 0
+    repeated = False
     #: the names of all the attributes above (for tests comparing heads)
     ATTRIBUTES = (
         "chunked",
@@ -496,6 +500,7 @@ class HttpParser:
                 entries.clear()
                 heads.hits = 0
             attributes = {name: value for name, value in head.__dict__.items() if name != "headers"}
+            attributes["repeated"] = True  # (what a hit gives: the next one is a repeat)
             entries[key] = (attributes, fields[:])
         self._start_message(head)
         return after

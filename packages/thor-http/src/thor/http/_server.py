@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
 
+    from ._headers import RawHeaderListType
+
 __all__ = ["HttpServer"]
 
 logger = logging.getLogger("thor.http")
@@ -113,6 +115,15 @@ class HttpServer(EventEmitter):
             ``tls_context``, the header is read before the TLS handshake, as a balancer
             passing TLS through sends it (see ``_proxy_protocol_tls.py``): set it on the class
             (or a subclass), since the listener is made by the constructor (False).
+        max_known_requests: how many known requests the server remembers: request heads
+            that parsed to a plain request (no body, keep-alive, no Upgrade, not CONNECT) at
+            least twice, each arriving alone in one read; such a head arriving again, alone in a
+            read on a connection with nothing in progress, skips the parser (health checks,
+            polling clients and load generators repeat their heads byte for byte). The parse
+            it skips is the one that would give the same result under this server's settings.
+            0 turns it off; when full, it is emptied and learnt again (64).
+        max_known_request_size: bytes of a head that may become known: a read is looked up
+            only when it is no longer than this (2048).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -142,6 +153,8 @@ class HttpServer(EventEmitter):
     lenient_obs_fold: bool = False
     auto_continue: bool = True
     proxy_protocol: bool = False
+    max_known_requests: int = 64
+    max_known_request_size: int = 2048
 
     def __init__(
         self,
@@ -162,6 +175,9 @@ class HttpServer(EventEmitter):
         self._now = self.loop.time()
         self._sweep_event: ScheduledEvent | None = None
         self._to_flush: list[HttpServerConnection] = []
+        #: known requests (see max_known_requests): the head's bytes -> (method, target,
+        #: header fields, version), as the parser gave them
+        self._known_requests: dict[bytes, tuple[bytes, bytes, RawHeaderListType, bytes]] = {}
         self._flush_event: ScheduledEvent | None = None
         self._parser_class: type[HttpParser] = type(
             "ServerHttpParser",

@@ -8,6 +8,17 @@ emitted on the server as ``'exchange'``, then ``'request_start'`` on the exchang
 and the end go to the exchange being read (``_reading``). Several pipelined requests in one read
 are parsed in order, in that one call.
 
+**Known requests.** A request head that arrives alone in a read, on a connection with nothing in
+progress, is first looked up in the server's known requests (``HttpServer.max_known_requests``):
+heads that the parser turned, at least twice, into a plain request (no body, keep-alive, no
+Upgrade, not CONNECT), each time alone in its read. A known head skips the parser: the exchange
+is made from what the parser gave before (its own copy of the field list), and the request's
+start and end are handled in one step (``_known_request``: what ``input_start`` and
+``input_end`` do for such a request). The key is the read's bytes, so the skipped parse is one
+that would succeed with the same result (the server's parser settings are fixed when it is
+made). Learning happens in ``input_start``, from heads the parser's own cache served (a head is
+learnt on its second sighting, so a stream of distinct heads never fills the table).
+
 **Holding input.** Reading stops for several independent reasons, kept as bits in ``_hold``: the
 application paused the request body (``req_body_pause``), the client does not read our output
 (``HOLD_OUTPUT``: no new request is started while responses back up), pipelined responses held
@@ -168,6 +179,8 @@ class HttpServerConnection(EventEmitter):
         self._peer_eof = False
         self._switching: HttpServerExchange | None = None  # to hand over after the batch
         self._listening: dict[str, Any] = {}
+        self._known = server._known_requests
+        self._batch = b""  # the read being parsed (learning known requests: input_start)
         self._sink: _TcpSink | None = _TcpSink(self)
         tcp_conn.sink(self._sink)
 
@@ -262,12 +275,30 @@ class HttpServerConnection(EventEmitter):
             self._held_input(data)
             return
         self._in_batch = True
+        known = self._known
+        if known and not self._queue:
+            request = known.get(data) if len(data) <= self.server.max_known_request_size else None
+            parser = self._parser
+            if request is not None and parser.idle:
+                parser.header_length = len(data)
+                parser.transfer_length = 0
+                self._known_request(request)
+                self._in_batch = False
+                if self._switching is not None:  # pragma: no cover - known requests never switch
+                    self._hand_over(self._switching)
+                elif self._out:
+                    self._flush()
+                if self._tcp is None:
+                    self._release()
+                return
+        self._batch = data
         try:
             self._parser.feed(data)
         except HttpError as err:
             self._input_error(err)
         finally:
             self._in_batch = False
+            self._batch = b""  # (an idle connection keeps no read alive)
         if self._switching is not None:
             self._hand_over(self._switching)
         elif self._out:
@@ -288,6 +319,8 @@ class HttpServerConnection(EventEmitter):
         """Parser callback: a request head arrived."""
         queue = self._queue
         server = self.server
+        if head.repeated and not queue and head.header_length == len(self._batch):
+            self._learn(head)
         if len(queue) >= server.max_pipeline_depth:
             raise PipelineTooDeepError(f"more than {server.max_pipeline_depth} requests waiting")
         method = head.method
@@ -316,6 +349,60 @@ class HttpServerConnection(EventEmitter):
         if ex._expect and not self._hold & self.HOLD_APP and server.auto_continue:
             ex._send_continue()
         return framing
+
+    def _learn(self, head: Head) -> None:
+        """A head the parser has seen before arrived alone in a read, with nothing in progress:
+        remember it when it is a plain request (see the module docstring)."""
+        server = self.server
+        if (
+            head.framing != NO_BODY
+            or not head.keep_alive
+            or head.upgrade
+            or head.method == b"CONNECT"
+            or len(self._batch) > server.max_known_request_size
+            or server.max_known_requests <= 0
+        ):
+            return
+        known = self._known
+        if len(known) >= server.max_known_requests:
+            known.clear()
+        known[self._batch] = (head.method, head.target, head.headers[:], head.version)
+
+    def _known_request(self, request: tuple[bytes, bytes, RawHeaderListType, bytes]) -> None:
+        """A known request arrived (see the module docstring): ``input_start`` and
+        ``input_end`` for a plain request at the front of an empty queue, in one step."""
+        method, target, fields, version = request
+        headers = fields[:]
+        server = self.server
+        ex = HttpServerExchange(self, method, target, headers, version)
+        if self._closing:
+            ex._persist = False
+        if server.response_timeout is not None:
+            ex._born = server._now
+        ex._head = True
+        self._queue.append(ex)
+        self._reading = ex
+        self._served = True
+        self._head_since = None
+        try:
+            server.emit("exchange", ex)
+            if not ex._dead:
+                ex.emit("request_start", method, target, headers)
+        except Exception as exc:
+            self._app_error(ex, exc)
+        if self._reading is not ex:  # (as in input_end: the connection closed meanwhile)
+            return
+        self._reading = None
+        ex._req_done = True
+        if not ex._dead:
+            try:
+                ex.emit("request_done", [])
+            except Exception as exc:
+                self._app_error(ex, exc)
+        if not ex._persist or self._closing or self._out_paused:
+            self._after_request(ex)
+        if ex._res == _DONE and ex._head:
+            self._advance()
 
     def input_body(self, chunk: bytes) -> None:
         """Parser callback: part of the request body."""
