@@ -377,6 +377,27 @@ class HttpParser:
                 data, self._buf = self._buf, b""
                 self.feed(data)
 
+    def known_body(self, length: int, body: bytes) -> None:
+        """Go on after a head the owner recognised without this parser (a client's known
+        response, whose owner already set ``header_length`` and ``transfer_length`` and
+        emitted the head): a body of ``length`` bytes (Content-Length, more than 0) follows,
+        and ``body`` is what of it has arrived. As after a parsed head: the body is delivered,
+        or kept while paused, and the message ends.
+
+        Raises:
+            HttpError: as ``feed`` (BodyTooLargeError over ``max_body_size``).
+        """
+        if self._state == _DEAD:
+            return
+        max_body = self.max_body_size
+        if max_body is not None and length > max_body:
+            self._state = _DEAD
+            raise BodyTooLargeError(f"Content-Length {length} (limit {max_body})")
+        self._body_seen = 0
+        self._left = length
+        self._state = _BODY_COUNTED
+        self.feed(body)
+
     def take_buffered(self) -> bytes:
         """Hand over (and forget) the bytes received but not parsed: after an upgrade, they
         belong to the new protocol."""

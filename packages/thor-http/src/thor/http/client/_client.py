@@ -36,6 +36,7 @@ from ._exchange import HttpClientExchange
 if TYPE_CHECKING:
     from thor.loop import LoopBase
 
+    from .._headers import RawHeaderListType
     from ..error import HttpError
 
 __all__ = ["HttpClient", "OriginType"]
@@ -104,10 +105,20 @@ class HttpClient:
         tls_ca_file: PEM file of CAs to trust instead of the system store (None).
         tls_context: an ``ssl.SSLContext`` to use as it is (then ``tls_verify`` and
             ``tls_ca_file`` are not used); None.
+        max_known_responses: how many known responses the client remembers (class attribute;
+            64; 0 turns it off): response heads with a Content-Length body that the parser
+            accepted at least twice, each arriving with its whole body and nothing else in one
+            read; the same head bytes arriving again that way skip the head's parse (see
+            ``thor.http.client._connection``). When full, it is emptied and learnt again.
+        max_known_response_size: bytes of a read (head and body) that may be looked up or
+            learnt (class attribute; 4096).
 
     Attributes:
         loop: the loop.
     """
+
+    max_known_responses: int = 64
+    max_known_response_size: int = 4096
 
     def __init__(self, loop: LoopBase | None = None) -> None:
         self.loop: LoopBase = loop if loop is not None else get_default_loop()
@@ -126,6 +137,11 @@ class HttpClient:
         self.tls_ca_file: str | os.PathLike[str] | None = None
         self.tls_context: ssl.SSLContext | None = None
         self._origins: dict[OriginType, _Origin] = {}
+        #: known responses: head bytes -> (status, phrase, fields, version, keep_alive,
+        #: Content-Length), as the parser gave them
+        self._known_responses: dict[
+            bytes, tuple[bytes, bytes, RawHeaderListType, bytes, bool, int]
+        ] = {}
         self.loop.on("stop", _StopRelay(self))
 
     def exchange(self) -> HttpClientExchange:

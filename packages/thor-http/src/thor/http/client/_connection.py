@@ -17,6 +17,17 @@ done (``_settle``), such bytes make the connection unusable (classic thor's resp
 Then the connection goes back to the pool **before** ``'response_done'`` is emitted, so a request
 started from that listener reuses it.
 
+Known responses: a final response head with a Content-Length body that the parser served from
+its cache of heads (``Head.repeated``: seen before), arriving with its whole body and nothing else
+in one read, is remembered by the client (``HttpClient.max_known_responses``). When the same head
+bytes arrive again that way (on an idle parser, for a request other than HEAD), the head's parse
+is skipped: ``_known_response`` does what ``input_start`` does with what the parser gave before
+(the application gets its own copy of the field list), and the parser takes over for the body
+(``HttpParser.known_body``), so delivery, ``res_body_pause`` and the end of the message are the
+same code as after a parsed head. The key is the head's bytes, so the skipped parse is one that
+would give the same result; a head is learnt on its second sighting only, so distinct heads
+(a changing ``Date`` is one per second) never fill the table.
+
 Timers: one per connection, lazy. Every read and write stamps ``_last_io`` (a clock read, no
 timer work); the timer fires at the earliest deadline that could matter and, when it fires, works
 out whether anything really expired (read inactivity while ACTIVE, ``idle_timeout`` while IDLE)
@@ -35,7 +46,7 @@ from thor.events import EventEmitter
 from thor.tcp import TcpClient
 from thor.tls import TlsClient
 
-from .._parser import CLOSE, NO_BODY, Head, HttpParser
+from .._parser import CLOSE, COUNTED, NO_BODY, Head, HttpParser
 from ..error import (
     AccessError,
     ConnectError,
@@ -120,6 +131,8 @@ class HttpClientConnection(EventEmitter):
         self._last_io = 0.0
         self._timer: ScheduledEvent | None = None
         self._timer_at = 0.0
+        self._known = client._known_responses
+        self._batch = b""  # the read being parsed (learning known responses: input_start)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -314,11 +327,33 @@ class HttpClientConnection(EventEmitter):
             self._close(ConnectError("the server sent data before the request"), True)
             return
         self._response_bytes = True
+        known = self._known
         try:
-            self.parser.feed(data)
+            if (
+                known
+                and len(data) <= self.client.max_known_response_size
+                and not self._app_paused
+                and self.parser.idle
+            ):
+                end = data.find(b"\r\n\r\n") + 4
+                response = known.get(data[:end]) if end > 4 else None
+                if (
+                    response is not None
+                    and response[5] == len(data) - end
+                    and exchange.method != b"HEAD"
+                ):
+                    self._known_response(response, data, end)
+                else:
+                    self._batch = data
+                    self.parser.feed(data)
+            else:
+                self._batch = data
+                self.parser.feed(data)
         except HttpError as err:
             self._close(err)
             return
+        finally:
+            self._batch = b""  # (an idle connection keeps no read alive)
         if self._done:
             self._settle()
         elif self._upgrade_head is not None:
@@ -434,11 +469,65 @@ class HttpClientConnection(EventEmitter):
         else:
             framing = head.framing
         self._framing = framing
+        if framing == COUNTED and head.repeated and self._batch:
+            self._learn(head)
         exchange.res_version = head.version
         exchange.input_header_length = head.header_length
         exchange._res_started = True
         exchange.emit("response_start", status, head.phrase, head.headers)
         return framing
+
+    def _learn(self, head: Head) -> None:
+        """A final response head with a Content-Length body, served by the parser's cache of
+        heads, began the current read: remember it when the read holds exactly it and its
+        whole body (see the module docstring)."""
+        batch = self._batch
+        length = head.content_length or 0
+        client = self.client
+        if (
+            not length
+            or not head.keep_alive
+            or len(batch) != head.header_length + length
+            or len(batch) > client.max_known_response_size
+            or batch.find(b"\r\n\r\n") + 4 != head.header_length  # (the head began the read)
+            or client.max_known_responses <= 0
+        ):
+            return
+        known = self._known
+        if len(known) >= client.max_known_responses:
+            known.clear()
+        known[batch[: head.header_length]] = (
+            head.status,
+            head.phrase,
+            head.headers[:],
+            head.version,
+            True,
+            length,
+        )
+
+    def _known_response(
+        self,
+        response: tuple[bytes, bytes, RawHeaderListType, bytes, bool, int],
+        data: bytes,
+        end: int,
+    ) -> None:
+        """A known response arrived whole in one read (see the module docstring): what
+        ``input_start`` does for a final response with a Content-Length body, then the parser
+        takes the body (``HttpParser.known_body``) and ends the message as usual."""
+        status, phrase, fields, version, keep_alive, length = response
+        exchange = self.exchange
+        assert exchange is not None
+        parser = self.parser
+        parser.header_length = end
+        parser.transfer_length = 0
+        self.res_version = version
+        self._keep_alive = keep_alive
+        self._framing = COUNTED
+        exchange.res_version = version
+        exchange.input_header_length = end
+        exchange._res_started = True
+        exchange.emit("response_start", status, phrase, fields[:])
+        parser.known_body(length, data[end:])
 
     def input_body(self, chunk: bytes) -> None:
         """Parser callback: part of the response body; emitted as ``'response_body'``."""
