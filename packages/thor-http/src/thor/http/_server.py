@@ -116,12 +116,13 @@ class HttpServer(EventEmitter):
             passing TLS through sends it (see ``_proxy_protocol_tls.py``): set it on the class
             (or a subclass), since the listener is made by the constructor (False).
         max_known_requests: how many known requests the server remembers: request heads
-            that parsed to a plain request (no body, keep-alive, no Upgrade, not CONNECT) at
-            least twice, each arriving alone in one read; such a head arriving again, alone in a
-            read on a connection with nothing in progress, skips the parser (health checks,
-            polling clients and load generators repeat their heads byte for byte). The parse
-            it skips is the one that would give the same result under this server's settings.
-            0 turns it off; when full, it is emptied and learnt again (64).
+            the parser had seen before that then made up, alone, a read beginning with them,
+            and parsed to a plain request (no body, keep-alive, no Upgrade, not CONNECT); such
+            a head arriving again, alone in a read on a connection with nothing in progress,
+            skips the parser (health checks, polling clients and load generators repeat their
+            heads byte for byte). The parse it skips is the one that would give the same
+            result under this server's settings. 0 turns it off (lookups too, at once); when
+            full, it is emptied and learnt again (64).
         max_known_request_size: bytes of a head that may become known: a read is looked up
             only when it is no longer than this (2048).
 

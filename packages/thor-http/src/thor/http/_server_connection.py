@@ -10,14 +10,18 @@ are parsed in order, in that one call.
 
 **Known requests.** A request head that arrives alone in a read, on a connection with nothing in
 progress, is first looked up in the server's known requests (``HttpServer.max_known_requests``):
-heads that the parser turned, at least twice, into a plain request (no body, keep-alive, no
-Upgrade, not CONNECT), each time alone in its read. A known head skips the parser: the exchange
+heads that the parser had seen before (its cache of heads served them) and that then made up,
+alone, a read that began with them, parsed into a plain request (no body, keep-alive, no
+Upgrade, not CONNECT). A known head skips the parser: the exchange
 is made from what the parser gave before (its own copy of the field list), and the request's
 start and end are handled in one step (``_known_request``: what ``input_start`` and
 ``input_end`` do for such a request). The key is the read's bytes, so the skipped parse is one
 that would succeed with the same result (the server's parser settings are fixed when it is
-made). Learning happens in ``input_start``, from heads the parser's own cache served (a head is
-learnt on its second sighting, so a stream of distinct heads never fills the table).
+made). Learning happens in ``input_start``, only for the first head of a read that began with
+the parser idle (so the key is exactly that head's bytes: no head completing bytes kept from an
+earlier read, none after a first one), and only for heads the parser's own cache served (seen
+before, so a stream of distinct heads never fills the table). Lookups stop as soon as
+``max_known_requests`` is 0 (or ``max_pipeline_depth`` is, which refuses every request).
 
 **Holding input.** Reading stops for several independent reasons, kept as bits in ``_hold``: the
 application paused the request body (``req_body_pause``), the client does not read our output
@@ -276,10 +280,17 @@ class HttpServerConnection(EventEmitter):
             return
         self._in_batch = True
         known = self._known
-        if known and not self._queue:
-            request = known.get(data) if len(data) <= self.server.max_known_request_size else None
-            parser = self._parser
-            if request is not None and parser.idle:
+        parser = self._parser
+        if known and not self._queue and parser.idle:
+            server = self.server
+            request = (
+                known.get(data)
+                if len(data) <= server.max_known_request_size
+                and server.max_known_requests > 0
+                and server.max_pipeline_depth > 0
+                else None
+            )
+            if request is not None:
                 parser.header_length = len(data)
                 parser.transfer_length = 0
                 self._known_request(request)
@@ -291,9 +302,10 @@ class HttpServerConnection(EventEmitter):
                 if self._tcp is None:
                     self._release()
                 return
-        self._batch = data
+        if parser.idle:  # only a read that begins a head can teach a known request
+            self._batch = data
         try:
-            self._parser.feed(data)
+            parser.feed(data)
         except HttpError as err:
             self._input_error(err)
         finally:
@@ -319,10 +331,13 @@ class HttpServerConnection(EventEmitter):
         """Parser callback: a request head arrived."""
         queue = self._queue
         server = self.server
-        if head.repeated and not queue and head.header_length == len(self._batch):
-            self._learn(head)
         if len(queue) >= server.max_pipeline_depth:
             raise PipelineTooDeepError(f"more than {server.max_pipeline_depth} requests waiting")
+        batch = self._batch
+        if batch:  # the first head of a read that began with it: can it become known?
+            self._batch = b""
+            if head.repeated and not queue and head.header_length == len(batch):
+                self._learn(head, batch)
         method = head.method
         ex = HttpServerExchange(self, method, head.target, head.headers, head.version)
         framing = head.framing
@@ -350,23 +365,24 @@ class HttpServerConnection(EventEmitter):
             ex._send_continue()
         return framing
 
-    def _learn(self, head: Head) -> None:
-        """A head the parser has seen before arrived alone in a read, with nothing in progress:
-        remember it when it is a plain request (see the module docstring)."""
+    def _learn(self, head: Head, batch: bytes) -> None:
+        """A head the parser has seen before is the whole of a read that began with it (the
+        parser was idle), with nothing in progress: remember it when it is a plain request
+        (see the module docstring)."""
         server = self.server
         if (
             head.framing != NO_BODY
             or not head.keep_alive
             or head.upgrade
             or head.method == b"CONNECT"
-            or len(self._batch) > server.max_known_request_size
+            or len(batch) > server.max_known_request_size
             or server.max_known_requests <= 0
         ):
             return
         known = self._known
         if len(known) >= server.max_known_requests:
             known.clear()
-        known[self._batch] = (head.method, head.target, head.headers[:], head.version)
+        known[batch] = (head.method, head.target, head.headers[:], head.version)
 
     def _known_request(self, request: tuple[bytes, bytes, RawHeaderListType, bytes]) -> None:
         """A known request arrived (see the module docstring): ``input_start`` and

@@ -106,10 +106,11 @@ class HttpClient:
         tls_context: an ``ssl.SSLContext`` to use as it is (then ``tls_verify`` and
             ``tls_ca_file`` are not used); None.
         max_known_responses: how many known responses the client remembers (class attribute;
-            64; 0 turns it off): response heads with a Content-Length body that the parser
-            accepted at least twice, each arriving with its whole body and nothing else in one
-            read; the same head bytes arriving again that way skip the head's parse (see
-            ``thor.http.client._connection``). When full, it is emptied and learnt again.
+            64; 0 turns it off, lookups too, at once): response heads with a Content-Length
+            body that the parser had seen before, then arriving first in a read that began with
+            them and held exactly them and their whole body; the same head bytes arriving again
+            that way skip the head's parse (see ``thor.http.client._connection``). When full,
+            it is emptied and learnt again.
         max_known_response_size: bytes of a read (head and body) that may be looked up or
             learnt (class attribute; 4096).
 

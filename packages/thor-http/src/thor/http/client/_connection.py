@@ -19,7 +19,9 @@ started from that listener reuses it.
 
 Known responses: a final response head with a Content-Length body that the parser served from
 its cache of heads (``Head.repeated``: seen before), arriving with its whole body and nothing else
-in one read, is remembered by the client (``HttpClient.max_known_responses``). When the same head
+in one read that began with it (the parser idle: nothing kept from an earlier read; and the
+first head of the read: no 1xx before it), is remembered by the client
+(``HttpClient.max_known_responses``). When the same head
 bytes arrive again that way (on an idle parser, for a request other than HEAD), the head's parse
 is skipped: ``_known_response`` does what ``input_start`` does with what the parser gave before
 (the application gets its own copy of the field list), and the parser takes over for the body
@@ -328,15 +330,21 @@ class HttpClientConnection(EventEmitter):
             return
         self._response_bytes = True
         known = self._known
+        parser = self.parser
+        # a read that begins a response (nothing kept from earlier reads) may be a known one,
+        # or teach one (input_start)
+        fresh = not self._app_paused and parser.idle
         try:
-            if (
-                known
-                and len(data) <= self.client.max_known_response_size
-                and not self._app_paused
-                and self.parser.idle
-            ):
+            if fresh and known:
+                client = self.client
                 end = data.find(b"\r\n\r\n") + 4
-                response = known.get(data[:end]) if end > 4 else None
+                response = (
+                    known.get(data[:end])
+                    if end > 4
+                    and len(data) <= client.max_known_response_size
+                    and client.max_known_responses > 0
+                    else None
+                )
                 if (
                     response is not None
                     and response[5] == len(data) - end
@@ -345,10 +353,11 @@ class HttpClientConnection(EventEmitter):
                     self._known_response(response, data, end)
                 else:
                     self._batch = data
-                    self.parser.feed(data)
+                    parser.feed(data)
             else:
-                self._batch = data
-                self.parser.feed(data)
+                if fresh:
+                    self._batch = data
+                parser.feed(data)
         except HttpError as err:
             self._close(err)
             return
@@ -452,6 +461,9 @@ class HttpClientConnection(EventEmitter):
         ``'response_start'`` on the exchange and returns the body's framing."""
         exchange = self.exchange
         self.res_version = head.version
+        batch = self._batch
+        if batch:  # only the first head of a read that began with it can become known
+            self._batch = b""
         if exchange is None:
             return NO_BODY
         status = head.status
@@ -469,19 +481,19 @@ class HttpClientConnection(EventEmitter):
         else:
             framing = head.framing
         self._framing = framing
-        if framing == COUNTED and head.repeated and self._batch:
-            self._learn(head)
+        if framing == COUNTED and head.repeated and batch:
+            self._learn(head, batch)
         exchange.res_version = head.version
         exchange.input_header_length = head.header_length
         exchange._res_started = True
         exchange.emit("response_start", status, head.phrase, head.headers)
         return framing
 
-    def _learn(self, head: Head) -> None:
+    def _learn(self, head: Head, batch: bytes) -> None:
         """A final response head with a Content-Length body, served by the parser's cache of
-        heads, began the current read: remember it when the read holds exactly it and its
-        whole body (see the module docstring)."""
-        batch = self._batch
+        heads, is the first head of ``batch``, a read that began with the parser idle:
+        remember it when the read holds exactly it and its whole body (see the module
+        docstring)."""
         length = head.content_length or 0
         client = self.client
         if (
