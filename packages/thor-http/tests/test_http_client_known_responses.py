@@ -21,7 +21,7 @@ import functools
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,14 +53,7 @@ GAP = 0.03
 TIMEOUT = 5.0
 
 
-@pytest.fixture(autouse=True)
-def fresh_head_cache() -> Iterator[None]:
-    """The parser's cache of heads is process-wide: start (and leave) it empty."""
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
-    yield
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
+pytestmark = pytest.mark.usefixtures("fresh_head_cache")
 
 
 @pytest.fixture

@@ -14,25 +14,28 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from http_client_support import ScriptedServer, read_head
 
 import thor.loop
 from thor.http import _parser
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer
 
+pytestmark = pytest.mark.usefixtures("fresh_head_cache")
+
 #: sockets a test opened (closed when it ends)
 OPENED: list[socket.socket] = []
+#: raw origins a test started (closed when it ends)
+ORIGINS: list[ScriptedServer] = []
 
 
 @pytest.fixture(autouse=True)
-def fresh_head_cache() -> Iterator[None]:
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
+def close_what_was_opened() -> Iterator[None]:
     yield
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
     while OPENED:
         OPENED.pop().close()
+    while ORIGINS:
+        ORIGINS.pop().close()
 
 
 def read_for(sock: socket.socket, seconds: float) -> bytes:
@@ -178,44 +181,21 @@ def test_max_known_requests_0_on_a_live_server_stops_using_what_was_learnt() -> 
 def origin(answer: Callable[[int], list[bytes]]) -> int:
     """A raw origin: for the n-th request on a connection it sends ``answer(n)``'s parts, one
     sendall each, 50 ms apart. Returns its port."""
-    listener = socket.socket()
-    OPENED.append(listener)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
 
-    def connection(sock: socket.socket) -> None:
-        buffer = b""
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buffered = bytearray()
         count = 0
-        try:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = sock.recv(4096)
-                    if not data:
-                        return
-                    buffer += data
-                buffer = buffer.partition(b"\r\n\r\n")[2]
-                for part in answer(count):
-                    sock.sendall(part)
-                    time.sleep(0.05)
-                count += 1
-        except OSError:
-            return
-        finally:
-            sock.close()
-
-    def accept() -> None:
         while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            OPENED.append(sock)
-            threading.Thread(target=connection, args=(sock,), daemon=True).start()
+            _, buffered = read_head(sock, buffered)
+            for part in answer(count):
+                sock.sendall(part)
+                time.sleep(0.05)
+            count += 1
 
-    threading.Thread(target=accept, daemon=True).start()
-    port: int = listener.getsockname()[1]
-    return port
+    server = ScriptedServer(script)
+    ORIGINS.append(server)
+    return server.port
 
 
 def fetch_in_turn(client: HttpClient, loop: Any, urls: list[tuple[str, bytes]]) -> list[Any]:

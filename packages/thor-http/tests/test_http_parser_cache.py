@@ -4,8 +4,6 @@ are never cached; a stream of heads that never repeat turns the cache off for a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from thor.http import _parser
@@ -28,13 +26,7 @@ class Owner:
         pass
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
-    yield
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
+pytestmark = pytest.mark.usefixtures("fresh_head_cache")
 
 
 REQUEST = b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\nConnection: close\r\n\r\n"

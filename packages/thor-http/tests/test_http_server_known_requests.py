@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import http_server_support as support
@@ -45,14 +45,7 @@ PLAIN = b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n"
 GAP = 0.03
 
 
-@pytest.fixture(autouse=True)
-def fresh_head_cache() -> Iterator[None]:
-    """The parser's cache of heads is process-wide: start (and leave) it empty."""
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
-    yield
-    _parser._HEADS.entries.clear()
-    _parser._HEADS.hits = _parser._HEADS.skip = 0
+pytestmark = pytest.mark.usefixtures("fresh_head_cache")
 
 
 def record_feeds(server: HttpServer) -> list[bytes]:

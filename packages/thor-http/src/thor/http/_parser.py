@@ -171,8 +171,9 @@ class Head:
         host: the Host field value of a request (None without one).
         header_length: bytes of the head on the wire, start line and final blank line included.
         repeated: the same head (bytes and parser settings) was parsed before, and this one
-            comes from the parser's cache of heads (a server learns its known requests from
-            these: see ``HttpServerConnection``).
+            comes from the parser's cache of heads (servers learn their known requests and
+            clients their known responses from these: see ``HttpServerConnection`` and
+            ``HttpClientConnection``).
     """
 
     # Defaults at class level: a head sets only what its message says (a request with just a

@@ -279,38 +279,32 @@ class HttpServerConnection(EventEmitter):
             self._held_input(data)
             return
         self._in_batch = True
-        known = self._known
         parser = self._parser
-        if known and not self._queue and parser.idle:
+        idle = parser.idle
+        request = None
+        if idle and self._known and not self._queue:
             server = self.server
-            request = (
-                known.get(data)
-                if len(data) <= server.max_known_request_size
+            if (
+                len(data) <= server.max_known_request_size
                 and server.max_known_requests > 0
                 and server.max_pipeline_depth > 0
-                else None
-            )
-            if request is not None:
-                parser.header_length = len(data)
-                parser.transfer_length = 0
-                self._known_request(request)
-                self._in_batch = False
-                if self._switching is not None:  # pragma: no cover - known requests never switch
-                    self._hand_over(self._switching)
-                elif self._out:
-                    self._flush()
-                if self._tcp is None:
-                    self._release()
-                return
-        if parser.idle:  # only a read that begins a head can teach a known request
-            self._batch = data
-        try:
-            parser.feed(data)
-        except HttpError as err:
-            self._input_error(err)
-        finally:
+            ):
+                request = self._known.get(data)
+        if request is not None:
+            parser.header_length = len(data)
+            parser.transfer_length = 0
+            self._known_request(request)
             self._in_batch = False
-            self._batch = b""  # (an idle connection keeps no read alive)
+        else:
+            if idle:  # only a read that begins a head can teach a known request
+                self._batch = data
+            try:
+                parser.feed(data)
+            except HttpError as err:
+                self._input_error(err)
+            finally:
+                self._in_batch = False
+                self._batch = b""  # (an idle connection keeps no read alive)
         if self._switching is not None:
             self._hand_over(self._switching)
         elif self._out:
@@ -351,16 +345,7 @@ class HttpServerConnection(EventEmitter):
             ex._born = server._now
         if not queue:
             ex._head = True
-        queue.append(ex)
-        self._reading = ex
-        self._served = True
-        self._head_since = None
-        try:
-            server.emit("exchange", ex)
-            if not ex._dead:
-                ex.emit("request_start", method, head.target, head.headers)
-        except Exception as exc:
-            self._app_error(ex, exc)
+        self._announce(ex, method, head.target, head.headers)
         if ex._expect and not self._hold & self.HOLD_APP and server.auto_continue:
             ex._send_continue()
         return framing
@@ -385,8 +370,8 @@ class HttpServerConnection(EventEmitter):
         known[batch] = (head.method, head.target, head.headers[:], head.version)
 
     def _known_request(self, request: tuple[bytes, bytes, RawHeaderListType, bytes]) -> None:
-        """A known request arrived (see the module docstring): ``input_start`` and
-        ``input_end`` for a plain request at the front of an empty queue, in one step."""
+        """A known request arrived (see the module docstring): what ``input_start`` does for
+        a plain request at the front of an empty queue, then ``input_end``."""
         method, target, fields, version = request
         headers = fields[:]
         server = self.server
@@ -396,29 +381,24 @@ class HttpServerConnection(EventEmitter):
         if server.response_timeout is not None:
             ex._born = server._now
         ex._head = True
+        self._announce(ex, method, target, headers)
+        self.input_end([])
+
+    def _announce(
+        self, ex: HttpServerExchange, method: bytes, target: bytes, headers: RawHeaderListType
+    ) -> None:
+        """Queue a new exchange as the one being read, then emit ``'exchange'`` on the server
+        and ``'request_start'`` on it (an application error is contained: ``_app_error``)."""
         self._queue.append(ex)
         self._reading = ex
         self._served = True
         self._head_since = None
         try:
-            server.emit("exchange", ex)
+            self.server.emit("exchange", ex)
             if not ex._dead:
                 ex.emit("request_start", method, target, headers)
         except Exception as exc:
             self._app_error(ex, exc)
-        if self._reading is not ex:  # (as in input_end: the connection closed meanwhile)
-            return
-        self._reading = None
-        ex._req_done = True
-        if not ex._dead:
-            try:
-                ex.emit("request_done", [])
-            except Exception as exc:
-                self._app_error(ex, exc)
-        if not ex._persist or self._closing or self._out_paused:
-            self._after_request(ex)
-        if ex._res == _DONE and ex._head:
-            self._advance()
 
     def input_body(self, chunk: bytes) -> None:
         """Parser callback: part of the request body."""

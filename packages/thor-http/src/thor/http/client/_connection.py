@@ -329,31 +329,26 @@ class HttpClientConnection(EventEmitter):
             self._close(ConnectError("the server sent data before the request"), True)
             return
         self._response_bytes = True
-        known = self._known
         parser = self.parser
         # a read that begins a response (nothing kept from earlier reads) may be a known one,
         # or teach one (input_start)
         fresh = not self._app_paused and parser.idle
+        response = None
+        if fresh and self._known:
+            client = self.client
+            end = data.find(b"\r\n\r\n") + 4
+            if (
+                end > 4
+                and len(data) <= client.max_known_response_size
+                and client.max_known_responses > 0
+                and exchange.method != b"HEAD"
+            ):
+                response = self._known.get(data[:end])
+                if response is not None and response[5] != len(data) - end:
+                    response = None
         try:
-            if fresh and known:
-                client = self.client
-                end = data.find(b"\r\n\r\n") + 4
-                response = (
-                    known.get(data[:end])
-                    if end > 4
-                    and len(data) <= client.max_known_response_size
-                    and client.max_known_responses > 0
-                    else None
-                )
-                if (
-                    response is not None
-                    and response[5] == len(data) - end
-                    and exchange.method != b"HEAD"
-                ):
-                    self._known_response(response, data, end)
-                else:
-                    self._batch = data
-                    parser.feed(data)
+            if response is not None:
+                self._known_response(response, data, end)
             else:
                 if fresh:
                     self._batch = data
