@@ -73,6 +73,9 @@ class TcpConnection(EventSource):
         sock: the connected socket (made non-blocking here).
         address: the peer's address (for TCP a ``(host, port, ...)`` tuple).
         loop: the loop to run on; the default loop when None.
+        watch: put the socket on the loop now (watching for the peer's hang-up while paused).
+            False leaves that to ``_watch()``, for a creator that may read, answer and close
+            before returning to the loop (TcpServer calls it after ``'connect'``).
 
     Attributes:
         socket: the socket.
@@ -116,8 +119,11 @@ class TcpConnection(EventSource):
     close_timeout: float = 5.0
     # the sink's 'data' handler, called directly while no listener wants 'data' (see sink())
     _reader: Callable[[bytes], object] | None = None
+    _unwatched = False  # made with watch=False and _watch() not called yet
 
-    def __init__(self, sock: socket.socket, address: Any, loop: LoopBase | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, address: Any, loop: LoopBase | None = None, *, watch: bool = True
+    ) -> None:
         EventSource.__init__(self, loop)
         sock.setblocking(False)
         try:  # (TCP only: a Unix socket refuses it; sock.family would cost an enum conversion)
@@ -138,8 +144,12 @@ class TcpConnection(EventSource):
         self._server: TcpServer | None = None
         self._fd = sock.fileno()
         self._mask = FD_CLOSE
-        self._registered = True
-        self.loop._fd_register(self._fd, FD_CLOSE, self)
+        if watch:
+            self._registered = True
+            self.loop._fd_register(self._fd, FD_CLOSE, self)
+        else:  # the creator calls _watch() when done (see TcpServer._accepted)
+            self._registered = False
+            self._unwatched = True
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -412,10 +422,21 @@ class TcpConnection(EventSource):
             if self._registered:
                 self.loop._fd_set_mask(self._fd, mask)
             elif mask & FD_WRITABLE and self._fd >= 0:
-                # parked (see _park), and bytes were queued: they must go out all the same
-                self._mask = FD_WRITABLE
+                if not self._unwatched:
+                    # parked (see _park), and bytes were queued: they must go out all the same
+                    self._mask = mask = FD_WRITABLE
                 self._registered = True
-                self.loop._fd_register(self._fd, FD_WRITABLE, self)
+                self.loop._fd_register(self._fd, mask, self)
+
+    def _watch(self) -> None:
+        """Put a connection made with ``watch=False`` on the loop, with the interest it has
+        gathered meanwhile (the peer's hang-up, unless its FIN was read already), unless
+        ``pause(False)``, a write or a close registered it already or it is closed."""
+        if self._unwatched:
+            self._unwatched = False
+            if not self._registered and self._state != _CLOSED and self._mask:
+                self._registered = True
+                self.loop._fd_register(self._fd, self._mask, self)
 
     def _park(self) -> None:
         """Paused with unread data, and the fd says the peer hung up (with select, that the fd

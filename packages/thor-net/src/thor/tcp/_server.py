@@ -67,7 +67,8 @@ class TcpServer(EventSource):
         accept_backoff: seconds to stop accepting after running out of fds or memory (1.0).
         accept_batch: the most connections accepted per wake-up (128).
         max_connections: stop accepting while this many connections are open (None: no cap).
-        connection_class: the class accepted sockets are wrapped in (TcpConnection).
+        connection_class: the class accepted sockets are wrapped in (TcpConnection; called
+            as ``cls(sock, address, loop, watch=False)``).
 
     Events:
         start (): on the loop's first turn after construction; once.
@@ -150,11 +151,18 @@ class TcpServer(EventSource):
                 return
 
     def _accepted(self, conn_sock: socket.socket, address: Any) -> None:
-        """Wrap an accepted socket and emit it; subclasses (TLS) handshake first."""
-        conn = self.connection_class(conn_sock, address, self.loop)
+        """Wrap an accepted socket and emit it; subclasses (TLS) handshake first.
+
+        The connection goes on the loop only after the ``'connect'`` listeners: one that reads
+        at once, answers and closes (an HTTP server with the request already there) never
+        costs the poller a registration and its removal."""
+        conn = self.connection_class(conn_sock, address, self.loop, watch=False)
         conn._server = self
         self.active_connections.add(conn)
-        self.emit("connect", conn)
+        try:
+            self.emit("connect", conn)
+        finally:
+            conn._watch()
 
     def shutdown(self) -> None:
         """Stop listening and close the listening socket; emit ``'stop'``. Open connections
