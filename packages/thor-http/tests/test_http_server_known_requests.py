@@ -176,10 +176,13 @@ def serve_one_by_one(
 
 def assert_table_consistent(server: HttpServer) -> None:
     """Every known request is the one its bytes say."""
-    for key, (method, target, fields, version) in server._known_requests.items():
+    for key, (method, target, fields, version, keep_alive) in server._known_requests.items():
         line, _, rest = key.partition(b"\r\n")
         assert line == b"%s %s HTTP/%s" % (method, target, version)
         assert rest == b"".join(b"%s:%s\r\n" % field for field in fields) + b"\r\n"
+        connection = [value.strip().lower() for name, value in fields if name.lower() == b"connection"]
+        closes = b"close" in connection or (version == b"1.0" and b"keep-alive" not in connection)
+        assert keep_alive is not closes
 
 
 # -- learning and the fast path -----------------------------------------------------------------
@@ -197,7 +200,7 @@ def test_a_plain_get_is_learnt_on_its_second_sighting_and_skips_the_parser_after
     # the parser saw the first two; the third, fourth and sixth were known
     assert fed == [GET, GET, post]
     assert list(server._known_requests) == [GET]
-    assert server._known_requests[GET] == (b"GET", b"/health?probe=1", GET_FIELDS, b"1.1")
+    assert server._known_requests[GET] == (b"GET", b"/health?probe=1", GET_FIELDS, b"1.1", True)
     assert app.table_sizes == [0, 1, 1, 1, 1, 1]  # learnt as the second head was parsed
     assert app.lengths == [(len(GET), 0)] * 4 + [(len(POST_HEAD), 5), (len(GET), 0)]
     gets = [record for record in app.records if record.method == b"GET"]
@@ -243,7 +246,7 @@ def test_each_exchange_gets_its_own_field_list(harness: Harness) -> None:
     changed = [(b"Host", b" changed"), GET_FIELDS[1], (b"X-Added", b"by the application")]
     assert lists == [changed] * 5
     # the table's entry is untouched
-    assert server._known_requests[GET] == (b"GET", b"/health?probe=1", GET_FIELDS, b"1.1")
+    assert server._known_requests[GET] == (b"GET", b"/health?probe=1", GET_FIELDS, b"1.1", True)
     assert len({normalised(response) for response in responses}) == 1
 
 
@@ -261,8 +264,6 @@ NEVER_LEARNT: dict[str, tuple[list[bytes], int, bool, bytes, bytes, bytes]] = {
         b"200",
         b"hello",
     ),
-    "connection close": ([CLOSE_HEAD], 1, True, b"GET", b"200", b""),
-    "HTTP/1.0 without keep-alive": ([OLD_HEAD], 1, True, b"GET", b"200", b""),
     "declined upgrade": ([UPGRADE_HEAD], 1, False, b"GET", b"200", b""),
     "CONNECT": ([CONNECT_HEAD], 1, True, b"CONNECT", b"405", b""),
     "after an empty line": ([b"\r\n" + PLAIN], 1, False, b"GET", b"200", b""),
@@ -308,6 +309,69 @@ def test_requests_that_are_not_plain_or_not_alone_are_never_learnt(
         assert all(response.header(b"connection") == [b"close"] for response in responses)
 
 
+@pytest.mark.parametrize("head", [CLOSE_HEAD, OLD_HEAD], ids=["connection close", "HTTP/1.0"])
+def test_a_closing_request_is_learnt_and_its_connection_still_closes(
+    harness: Harness, head: bytes
+) -> None:
+    """A request that ends its connection (``Connection: close``, or HTTP/1.0 without
+    keep-alive), one per connection as load generators in close mode send them: learnt on
+    the second connection, answered without the parser from the third, and each connection is
+    closed by the server after its response, whichever path made the exchange."""
+    app = App(harness)
+    server = harness.server(app)
+    fed = record_feeds(server)
+
+    def client() -> list[tuple[Response, bool]]:
+        results: list[tuple[Response, bool]] = []
+        for _ in range(5):
+            sock = connect(harness, server)
+            sock.sendall(head)
+            response = support.ResponseReader(sock).read(b"GET")
+            results.append((response, support.closed_by_peer(sock, 2.0)))
+            sock.close()
+        return results
+
+    results = harness.client(client, timeout=10.0)
+    assert fed == [head, head]  # the last three skipped the parser
+    assert list(server._known_requests) == [head]
+    assert server._known_requests[head][4] is False  # not keep-alive
+    assert_table_consistent(server)
+    assert [closed for _, closed in results] == [True] * 5
+    responses = [response for response, _ in results]
+    assert all(response.header(b"connection") == [b"close"] for response in responses)
+    assert len({normalised(response) for response in responses}) == 1
+    assert len(app.records) == 5
+    for record in app.records:
+        assert record.events[0] == "request_start" and record.events[-1] == "request_done"
+        assert record.exchange.req_version == head.split(b"\r\n")[0][-3:]
+
+
+def test_a_known_closing_request_drops_what_follows_it(harness: Harness) -> None:
+    """Bytes arriving after a known ``Connection: close`` request (in a later read) are not
+    served: the connection closes after the one response."""
+    app = App(harness, delay=0.1)  # the next read arrives before the answer
+    server = harness.server(app)
+    fed = record_feeds(server)
+
+    def client() -> list[bytes]:
+        answers: list[bytes] = []
+        for index in range(3):
+            sock = connect(harness, server)
+            sock.sendall(CLOSE_HEAD)
+            if index == 2:
+                time.sleep(GAP)
+                sock.sendall(PLAIN)
+            answers.append(support.recv_until_close(sock, 2.0))
+            sock.close()
+        return answers
+
+    answers = harness.client(client, timeout=10.0)
+    assert fed == [CLOSE_HEAD, CLOSE_HEAD]  # the third was known; PLAIN was never parsed
+    assert len(app.records) == 3
+    assert [answer.count(b"HTTP/1.1 200 OK") for answer in answers] == [1, 1, 1]
+    assert b"uri=/plain" not in answers[2]
+
+
 def test_http_1_0_keep_alive_is_learnt(harness: Harness) -> None:
     head = b"GET /old HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
     app = App(harness)
@@ -317,7 +381,7 @@ def test_http_1_0_keep_alive_is_learnt(harness: Harness) -> None:
 
     assert fed == [head, head]
     assert server._known_requests == {
-        head: (b"GET", b"/old", [(b"Host", b" x"), (b"Connection", b" keep-alive")], b"1.0")
+        head: (b"GET", b"/old", [(b"Host", b" x"), (b"Connection", b" keep-alive")], b"1.0", True)
     }
     assert [record.exchange.req_version for record in app.records] == [b"1.0"] * 4
     # parsed (first two) and known (last two) answered alike, and the connection stayed open

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
 
-    from ._headers import RawHeaderListType
+    from ._server_connection import KnownRequest
 
 __all__ = ["HttpServer"]
 
@@ -117,7 +117,7 @@ class HttpServer(EventEmitter):
             (or a subclass), since the listener is made by the constructor (False).
         max_known_requests: how many known requests the server remembers: request heads
             the parser had seen before that then made up, alone, a read beginning with them,
-            and parsed to a plain request (no body, keep-alive, no Upgrade, not CONNECT); such
+            and parsed to a plain request (no body, no Upgrade, not CONNECT); such
             a head arriving again, alone in a read on a connection with nothing in progress,
             skips the parser (health checks, polling clients and load generators repeat their
             heads byte for byte). The parse it skips is the one that would give the same
@@ -177,8 +177,8 @@ class HttpServer(EventEmitter):
         self._sweep_event: ScheduledEvent | None = None
         self._to_flush: list[HttpServerConnection] = []
         #: known requests (see max_known_requests): the head's bytes -> (method, target,
-        #: header fields, version), as the parser gave them
-        self._known_requests: dict[bytes, tuple[bytes, bytes, RawHeaderListType, bytes]] = {}
+        #: header fields, version, keep-alive), as the parser gave them
+        self._known_requests: dict[bytes, KnownRequest] = {}
         self._flush_event: ScheduledEvent | None = None
         self._parser_class: type[HttpParser] = type(
             "ServerHttpParser",

@@ -88,6 +88,9 @@ if TYPE_CHECKING:
     from ._headers import RawHeaderListType
     from ._server import HttpServer
 
+    #: a known request: (method, target, header fields, version, keep-alive)
+    KnownRequest = tuple[bytes, bytes, RawHeaderListType, bytes, bool]
+
 __all__ = ["HttpServerConnection"]
 
 logger = logging.getLogger("thor.http")
@@ -357,7 +360,6 @@ class HttpServerConnection(EventEmitter):
         server = self.server
         if (
             head.framing != NO_BODY
-            or not head.keep_alive
             or head.upgrade
             or head.method == b"CONNECT"
             or len(batch) > server.max_known_request_size
@@ -367,16 +369,16 @@ class HttpServerConnection(EventEmitter):
         known = self._known
         if len(known) >= server.max_known_requests:
             known.clear()
-        known[batch] = (head.method, head.target, head.headers[:], head.version)
+        known[batch] = (head.method, head.target, head.headers[:], head.version, head.keep_alive)
 
-    def _known_request(self, request: tuple[bytes, bytes, RawHeaderListType, bytes]) -> None:
+    def _known_request(self, request: KnownRequest) -> None:
         """A known request arrived (see the module docstring): what ``input_start`` does for
         a plain request at the front of an empty queue, then ``input_end``."""
-        method, target, fields, version = request
+        method, target, fields, version, keep_alive = request
         headers = fields[:]
         server = self.server
         ex = HttpServerExchange(self, method, target, headers, version)
-        if self._closing:
+        if not keep_alive or self._closing:
             ex._persist = False
         if server.response_timeout is not None:
             ex._born = server._now
