@@ -180,7 +180,9 @@ def assert_table_consistent(server: HttpServer) -> None:
         line, _, rest = key.partition(b"\r\n")
         assert line == b"%s %s HTTP/%s" % (method, target, version)
         assert rest == b"".join(b"%s:%s\r\n" % field for field in fields) + b"\r\n"
-        connection = [value.strip().lower() for name, value in fields if name.lower() == b"connection"]
+        connection = [
+            value.strip().lower() for name, value in fields if name.lower() == b"connection"
+        ]
         closes = b"close" in connection or (version == b"1.0" and b"keep-alive" not in connection)
         assert keep_alive is not closes
 
