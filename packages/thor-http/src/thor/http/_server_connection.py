@@ -166,30 +166,33 @@ class HttpServerConnection(EventEmitter):
         self._out: list[bytes] = []
         self._out_size = 0
         self._in_batch = False
-        self._flush_queued = False  # in the server's list of connections to flush
-        self._resume_event: ScheduledEvent | None = None
         self._hold = 0
         self._tcp_paused = True  # TcpConnections start paused
         self._out_paused = False
-        self._held_size = 0
         self._closing = False  # serve what is queued, then close
-        self._cause: HttpError | None = None  # why the connection was dropped
         self._served = False  # a request head arrived
         # timeouts (see _check_timeouts)
         self._fresh = False
         self._mark = server._now
         self._head_since: float | None = server._now
-        self._stall_since: float | None = None
-        self._body_since: float | None = None  # when the current body began (min rate)
-        self._body_base = 0  # the parser's body byte count then
-        self._stall_size = 0
-        self._peer_eof = False
-        self._switching: HttpServerExchange | None = None  # to hand over after the batch
         self._listening: dict[str, Any] = {}
         self._known = server._known_requests
         self._batch = b""  # the read being parsed (learning known requests: input_start)
         self._sink: _TcpSink | None = _TcpSink(self)
         tcp_conn.sink(self._sink)
+
+    # What most connections never change is a class default (a connection made per request,
+    # with Connection: close, then costs fewer stores and a smaller instance dict).
+    _flush_queued = False  # in the server's list of connections to flush
+    _resume_event: ScheduledEvent | None = None
+    _held_size = 0
+    _cause: HttpError | None = None  # why the connection was dropped
+    _stall_since: float | None = None
+    _body_since: float | None = None  # when the current body began (min rate)
+    _body_base = 0  # the parser's body byte count then
+    _stall_size = 0
+    _peer_eof = False
+    _switching: HttpServerExchange | None = None  # to hand over after the batch
 
     # -- public API -----------------------------------------------------------------------------
 

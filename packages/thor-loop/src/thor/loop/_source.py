@@ -34,10 +34,12 @@ class EventSource(EventEmitter):
         fd_close (): the peer hung up.
     """
 
+    #: the events watched for; replaced, never changed in place (most sources never set it)
+    _interesting_events: frozenset[str] = frozenset()
+
     def __init__(self, loop: LoopBase | None = None) -> None:
         EventEmitter.__init__(self)
         self.loop: LoopBase = loop or _default.get_default_loop()
-        self._interesting_events: set[str] = set()
         self._fd = -1
 
     def register_fd(self, fd: int, event: str | None = None) -> None:
@@ -45,7 +47,7 @@ class EventSource(EventEmitter):
         ``event`` if given."""
         if event is not None:
             events_to_mask(event)
-            self._interesting_events.add(event)
+            self._interesting_events = self._interesting_events | {event}
         if self._fd >= 0 and self._fd != fd:
             self.unregister_fd()
         self.loop._fd_register(fd, events_to_mask(self._interesting_events), self)
@@ -60,13 +62,13 @@ class EventSource(EventEmitter):
     def event_add(self, event: str) -> None:
         """Add an event to the interesting ones (applied at once if an fd is watched)."""
         events_to_mask(event)  # rejects unknown names
-        self._interesting_events.add(event)
+        self._interesting_events = self._interesting_events | {event}
         self._apply_interest()
 
     def event_del(self, event: str) -> None:
         """Remove an event from the interesting ones."""
         events_to_mask(event)  # rejects unknown names
-        self._interesting_events.discard(event)
+        self._interesting_events = self._interesting_events - {event}
         self._apply_interest()
 
     def _apply_interest(self) -> None:

@@ -120,6 +120,13 @@ class TcpConnection(EventSource):
     # the sink's 'data' handler, called directly while no listener wants 'data' (see sink())
     _reader: Callable[[bytes], object] | None = None
     _unwatched = False  # made with watch=False and _watch() not called yet
+    # what most connections never change (or only near their end) is a class default
+    _output_paused = False
+    _peer_closed = False
+    _close_emitted = False
+    _buffered = 0
+    _close_timer: ScheduledEvent | None = None
+    _server: TcpServer | None = None
 
     def __init__(
         self, sock: socket.socket, address: Any, loop: LoopBase | None = None, *, watch: bool = True
@@ -135,13 +142,7 @@ class TcpConnection(EventSource):
         self.error: OSError | None = None
         self._state = _OPEN
         self._input_paused = True
-        self._output_paused = False
-        self._peer_closed = False
-        self._close_emitted = False
         self._buffer: deque[Any] = deque()
-        self._buffered = 0
-        self._close_timer: ScheduledEvent | None = None
-        self._server: TcpServer | None = None
         self._fd = sock.fileno()
         self._mask = FD_CLOSE
         if watch:

@@ -256,7 +256,7 @@ class UdpEndpoint(EventSource):
         limit = MAX_DGRAM_IPV6 if ipv6_only else MAX_DGRAM_IPV4
         self.max_dgram = min(limit, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
         if self._errqueue:
-            self._interesting_events.update(("fd_error", "fd_close"))
+            self._interesting_events = self._interesting_events | {"fd_error", "fd_close"}
         self.register_fd(sock.fileno())
 
     def _open_for(self, family: int) -> socket.socket | None:
@@ -403,9 +403,9 @@ class UdpEndpoint(EventSource):
         that is full)."""
         self._paused = paused
         if paused:
-            self._interesting_events.discard("fd_readable")
+            self._interesting_events = self._interesting_events - {"fd_readable"}
         else:
-            self._interesting_events.add("fd_readable")
+            self._interesting_events = self._interesting_events | {"fd_readable"}
         if self.sock is not None:
             # (re-)register rather than modify: this also restores a registration that
             # ``loop.stop()`` forgot, so an endpoint works again when the loop runs again
