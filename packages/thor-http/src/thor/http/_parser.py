@@ -395,6 +395,14 @@ class HttpParser:
             self._state = _DEAD
             raise BodyTooLargeError(f"Content-Length {length} (limit {max_body})")
         self._body_seen = 0
+        if len(body) == length and not self._paused and not self._buf:
+            # the whole body, nothing kept: what feed's counted-body step does, once
+            self._left = 0
+            self._state = _BODY_COUNTED
+            self.transfer_length += length
+            self.owner.input_body(body)
+            self._message_done([])
+            return
         self._left = length
         self._state = _BODY_COUNTED
         self.feed(body)
