@@ -344,3 +344,42 @@ def test_head_repr() -> None:
     p, recorder = parser(requests=False)
     p.feed(b"HTTP/1.0 404 Not Found\r\n\r\n")
     assert repr(recorder.events[0][1]) == "<Head '404 Not Found' HTTP/1.0 fields=0>"
+
+
+# -- known_body (a client's known response: the owner recognised the head) -----------------------
+
+RESPONSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+
+@pytest.mark.parametrize("pieces", [[b"hello"], [b"he", b"llo"], [b"", b"hello"]])
+def test_known_body_delivers_the_body_and_ends_the_message(pieces: list[bytes]) -> None:
+    p, recorder = parser(requests=False)
+    p.header_length = len(RESPONSE_HEAD)
+    p.known_body(5, pieces[0])
+    for piece in pieces[1:]:
+        p.feed(piece)
+    assert V.joined(recorder.events) == [("body", b"hello"), ("end", [])]
+    assert p.transfer_length == 5
+    assert p.idle
+    before = len(recorder.events)
+    p.feed(RESPONSE_HEAD + b"again")  # and the next response is parsed as usual
+    assert kinds(recorder)[before:] == ["head", "body", "end"]
+    assert recorder.events[before + 1] == ("body", b"again")
+
+
+def test_known_body_on_a_paused_parser_is_kept_until_resume() -> None:
+    p, recorder = parser(requests=False)
+    p.pause()
+    p.known_body(5, b"hello")
+    assert recorder.events == []
+    p.resume()
+    assert recorder.events == [("body", b"hello"), ("end", [])]
+    assert p.idle
+
+
+def test_known_body_over_max_body_size_raises_and_kills_the_parser() -> None:
+    p, recorder = parser(requests=False, max_body_size=4)
+    with pytest.raises(BodyTooLargeError):
+        p.known_body(5, b"hello")
+    p.feed(RESPONSE_HEAD + b"hello")
+    assert recorder.events == []
