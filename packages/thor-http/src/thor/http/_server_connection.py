@@ -193,6 +193,7 @@ class HttpServerConnection(EventEmitter):
     _stall_size = 0
     _peer_eof = False
     _switching: HttpServerExchange | None = None  # to hand over after the batch
+    _client_done = False  # a request said it was the client's last (see _nothing_more)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -253,11 +254,16 @@ class HttpServerConnection(EventEmitter):
         wrote is in the kernel already and nothing more from the client is waiting (the parser
         holds nothing, the socket has nothing to read), closing the socket at once is as safe,
         and saves a poll round trip, two system calls and a timer per connection (as nginx's
-        ``lingering_close on`` heuristic does). Plain TCP only: TLS sends close_notify first.
+        ``lingering_close on`` heuristic does). When the client's own last request said it was
+        its last (``Connection: close``, or HTTP/1.0 without keep-alive) and was read whole,
+        the client may send nothing more (RFC 9112 §9.6), and the socket is not even looked
+        at. Plain TCP only: TLS sends close_notify first.
         """
         sock = tcp.socket
         if type(sock) is not socket.socket or self._parser.take_buffered():
             return False
+        if self._client_done and self._reading is None:
+            return True
         try:
             return not sock.recv(1, _PEEK_FLAGS)
         except (BlockingIOError, InterruptedError):
@@ -341,7 +347,10 @@ class HttpServerConnection(EventEmitter):
         method = head.method
         ex = HttpServerExchange(self, method, head.target, head.headers, head.version)
         framing = head.framing
-        if not head.keep_alive or self._closing:
+        if not head.keep_alive:
+            ex._persist = False
+            self._client_done = True
+        elif self._closing:
             ex._persist = False
         if head.upgrade or method == b"CONNECT":
             ex._tunnel = True
@@ -381,7 +390,10 @@ class HttpServerConnection(EventEmitter):
         headers = fields[:]
         server = self.server
         ex = HttpServerExchange(self, method, target, headers, version)
-        if not keep_alive or self._closing:
+        if not keep_alive:
+            ex._persist = False
+            self._client_done = True
+        elif self._closing:
             ex._persist = False
         if server.response_timeout is not None:
             ex._born = server._now

@@ -1,0 +1,173 @@
+"""How an HttpServerConnection closes its socket after the response that ends it: at once when
+nothing more can come from the client (its last request said so and was read whole, or nothing
+is waiting in the parser or the socket), with a lingering close (our FIN, then wait for the
+client's) when the client is in the middle of sending more, so that what it still sends does
+not meet a closed socket, whose reset would destroy the response in its receive buffer.
+
+Observed from the client (the response arrives whole, then an orderly EOF, no reset) and from
+the server (its TcpServer's active connections: a lingering close keeps the connection until the
+client's FIN).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import http_server_support as support
+
+from thor.http.server import HttpServer, HttpServerExchange
+
+if TYPE_CHECKING:
+    from http_server_support import Harness, RawHeaders
+
+harness = support.harness
+
+CLOSE_GET = b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+OLD_GET = b"GET /old HTTP/1.0\r\nHost: x\r\n\r\n"
+GET = b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def active(server: HttpServer) -> int:
+    """The server's open TCP connections (read from the client thread: a set's size)."""
+    return len(server.tcp_server.active_connections)
+
+
+def wait_for(predicate: object, limit: float = 2.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_a_closing_request_read_whole_closes_the_socket_at_once(harness: Harness) -> None:
+    server = harness.server(support.hello_handler())
+
+    def client() -> list[tuple[int, bool, bool]]:
+        results = []
+        for head in (CLOSE_GET, OLD_GET):
+            sock = harness.connect(server)
+            sock.sendall(head)
+            response = support.ResponseReader(sock).read()
+            # the server is done with the connection while the client still holds it open
+            gone = wait_for(lambda: active(server) == 0)
+            results.append((response.status, gone, support.closed_by_peer(sock, 2.0)))
+            sock.close()
+        return results
+
+    assert harness.client(client) == [(b"200", True, True), (b"200", True, True)]
+
+
+def test_bytes_read_along_with_a_closing_request_are_dropped_without_a_reset(
+    harness: Harness,
+) -> None:
+    """A second request sent along with a ``Connection: close`` one (in the same read) is
+    not served; since the server read it, closing at once sends no reset: the client gets the
+    one response and an orderly EOF."""
+    server = harness.server(support.hello_handler())
+
+    def client() -> tuple[bytes, bool, bool, bytes]:
+        sock = harness.connect(server)
+        sock.sendall(CLOSE_GET + GET)  # (a client that should not have sent the second)
+        reader = support.ResponseReader(sock)
+        response = reader.read()
+        gone = wait_for(lambda: active(server) == 0)
+        eof = support.closed_by_peer(sock, 2.0)  # (a reset would raise or count as closed)
+        return response.status, gone, eof, reader.rest()
+
+    assert harness.client(client) == (b"200", True, True, b"")
+    assert len(harness.exchanges) == 1
+
+
+def test_a_partial_head_waiting_when_the_server_closes_gets_a_lingering_close(
+    harness: Harness,
+) -> None:
+    """The application ends a keep-alive connection (``response_done(close=True)``) while
+    the start of the client's next request is in the parser: lingering close."""
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def answer() -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([], close=True)
+
+        def done(trailers: RawHeaders) -> None:
+            harness.later(0.15, answer)
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> tuple[bytes, bytes, bool, bool]:
+        sock = harness.connect(server)
+        sock.sendall(GET)
+        time.sleep(0.05)
+        sock.sendall(b"GET /next HTTP/1.1\r\n")  # the start of a next head
+        response = support.ResponseReader(sock).read()
+        time.sleep(0.2)
+        lingering = active(server) == 1
+        eof = support.closed_by_peer(sock, 2.0)
+        sock.shutdown(socket.SHUT_WR)
+        gone = wait_for(lambda: active(server) == 0)
+        return response.status, response.body, lingering, eof and gone
+
+    assert harness.client(client) == (b"200", b"ok", True, True)
+
+
+def test_a_keep_alive_connection_the_server_ends_with_nothing_waiting_closes_at_once(
+    harness: Harness,
+) -> None:
+    def handler(exchange: HttpServerExchange) -> None:
+        def done(trailers: RawHeaders) -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([], close=True)
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> tuple[bytes, bool, bool]:
+        sock = harness.connect(server)
+        sock.sendall(GET)
+        response = support.ResponseReader(sock).read()
+        gone = wait_for(lambda: active(server) == 0)
+        return response.status, gone, support.closed_by_peer(sock, 2.0)
+
+    assert harness.client(client) == (b"200", True, True)
+
+
+def test_a_client_sending_after_its_last_request_is_not_waited_for(harness: Harness) -> None:
+    """A client whose ``Connection: close`` request was read whole may send nothing more
+    (RFC 9112 §9.6), so the server does not look for more before closing: bytes it sends
+    anyway while the answer is prepared (some still unread in the socket) do not make it
+    wait for the client's FIN, as a lingering close would."""
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def answer() -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([])
+
+        def done(trailers: RawHeaders) -> None:
+            harness.later(0.2, answer)
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> bool:
+        sock = harness.connect(server)
+        sock.sendall(CLOSE_GET)
+        time.sleep(0.05)
+        sock.sendall(b"more")  # read and dropped; the socket read stops
+        time.sleep(0.05)
+        sock.sendall(b"still more")  # left unread in the socket
+        # closed at once after the answer, while this client never closes its side
+        return wait_for(lambda: active(server) == 0, 2.0)
+
+    assert harness.client(client) is True
+    assert len(harness.exchanges) == 1
