@@ -195,12 +195,12 @@ class EventEmitter:
         # the general path.
         events = self.__events
         if (
-            type(listener) in _PLAIN_CALLABLES
-            and _in_listener()
-            and not events.get(event)
+            event not in events  # (an event whose listeners were all removed: general path)
+            and type(listener) in _PLAIN_CALLABLES
             and self.__sink is None
             and "newListener" not in events
             and event != "newListener"  # (a newListener listener hears of itself)
+            and _in_listener()
         ):
             entry = _new_wrapper(ContextWrapper)
             entry.listener = listener
