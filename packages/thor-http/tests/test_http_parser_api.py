@@ -383,3 +383,16 @@ def test_known_body_over_max_body_size_raises_and_kills_the_parser() -> None:
         p.known_body(5, b"hello")
     p.feed(RESPONSE_HEAD + b"hello")
     assert recorder.events == []
+
+
+def test_known_body_whose_owner_raises_an_http_error_leaves_the_parser_dead() -> None:
+    class Refusing(V.Recorder):
+        def input_body(self, chunk: bytes) -> None:
+            raise BodyTooLargeError("the owner's own limit")
+
+    owner = Refusing(requests=False)
+    p = HttpParser(owner, False)
+    with pytest.raises(BodyTooLargeError):
+        p.known_body(5, b"hello")
+    p.feed(RESPONSE_HEAD + b"hello")  # as after feed raised: nothing more is parsed
+    assert owner.events == []

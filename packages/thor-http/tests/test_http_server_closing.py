@@ -171,3 +171,26 @@ def test_a_client_sending_after_its_last_request_is_not_waited_for(harness: Harn
 
     assert harness.client(client) is True
     assert len(harness.exchanges) == 1
+
+
+def test_an_oversized_closing_upload_gets_its_413_not_a_reset(harness: Harness) -> None:
+    """A ``Connection: close`` request whose chunked body goes over ``max_body_size`` is
+    answered 413 while the client is still uploading: it was not read whole, so the server
+    lingers (reading and dropping the rest) instead of resetting the upload, and the client
+    reads the 413 once it has sent everything (as http.client and requests do)."""
+    server = harness.server(support.hello_handler(), max_body_size=1000)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(10):  # 1 MB, streamed
+            sock.sendall(b"%x\r\n" % 100_000 + b"a" * 100_000 + b"\r\n")
+            time.sleep(0.02)
+        sock.sendall(b"0\r\n\r\n")
+        return support.recv_until_close(sock, 3.0)
+
+    answer = harness.client(client)
+    assert answer.startswith(b"HTTP/1.1 413 ")

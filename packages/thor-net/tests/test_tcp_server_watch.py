@@ -129,3 +129,47 @@ def test_a_write_the_socket_does_not_take_in_connect_is_flushed(net: Net) -> Non
     net.later(0.01, drain)
     net.run(timeout=10.0, what="the queued output was never flushed")
     assert len(received) == len(payload)
+
+
+class OwnConstructor(TcpConnection):
+    """A connection class with a constructor of its own, written before ``watch`` existed."""
+
+    def __init__(self, sock: socket.socket, address: Any, loop: Any = None) -> None:
+        TcpConnection.__init__(self, sock, address, loop)
+        self.made_here = True
+
+
+def test_a_connection_class_with_its_own_constructor_is_made_as_before(net: Net) -> None:
+    server = net.server()
+    server.connection_class = OwnConstructor
+    seen: dict[str, Any] = {}
+
+    def accepted(conn: TcpConnection) -> None:
+        seen["made_here"] = getattr(conn, "made_here", False)
+        conn.on("data", conn.write)
+        conn.on("close", lambda: (conn.close(), net.done()))
+        conn.pause(False)
+
+    server.on("connect", accepted)
+    client = net.raw_connect(b"127.0.0.1", server.port)
+    client.sendall(b"echo me")
+    net.later(0.05, client.shutdown, socket.SHUT_WR)
+    net.run()
+    assert seen["made_here"] is True
+    assert client.recv(100) == b"echo me"
+
+
+class Refusing(TcpConnection):
+    def __init__(self, sock: socket.socket, address: Any, loop: Any = None) -> None:
+        raise RuntimeError("no connection today")
+
+
+def test_a_connection_class_that_raises_closes_the_accepted_socket(net: Net) -> None:
+    server = net.server()
+    server.connection_class = Refusing
+    client = net.raw_connect(b"127.0.0.1", server.port)
+    net.later(0.1, net.done)
+    with pytest.raises(RuntimeError, match="no connection today"):
+        net.run()
+    client.settimeout(2.0)
+    assert client.recv(10) == b""  # closed by the server, not left open

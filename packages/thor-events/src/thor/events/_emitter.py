@@ -211,6 +211,11 @@ class EventEmitter:
             return
         self.__add(event, ContextWrapper(listener), prepend=False)
 
+    def _on_by_name(self, listener: ListenerT) -> ListenerT:
+        """``@on(emitter)``: register ``listener`` for the event named like it; return it."""
+        self.on(listener.__name__, listener)
+        return listener
+
     def once(self, event: str, listener: EventListener) -> None:
         """Call ``listener`` the next time ``event`` is emitted, then forget it.
 
@@ -444,6 +449,8 @@ def on(obj: EventEmitter, event: str | None = None) -> Callable[[ListenerT], Lis
     Returns:
         A decorator that registers the function and returns it unchanged.
     """
+    if event is None and isinstance(obj, EventEmitter):
+        return obj._on_by_name  # (no closure to make: applications decorate per exchange)
 
     def register(listener: ListenerT) -> ListenerT:
         obj.on(event or listener.__name__, listener)

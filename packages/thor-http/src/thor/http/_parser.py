@@ -400,8 +400,12 @@ class HttpParser:
             self._left = 0
             self._state = _BODY_COUNTED
             self.transfer_length += length
-            self.owner.input_body(body)
-            self._message_done([])
+            try:
+                self.owner.input_body(body)
+                self._message_done([])
+            except HttpError:
+                self._state = _DEAD  # (as feed does)
+                raise
             return
         self._left = length
         self._state = _BODY_COUNTED

@@ -465,6 +465,7 @@ class HttpServerConnection(EventEmitter):
         ex = self._reading
         if ex is not None and not ex._req_done:  # its body is malformed
             self._reading = None
+            self._client_done = False  # (the rest of its body may still be coming)
             res = ex._res
             ex._fail(err)
             if res == _NONE:

@@ -67,8 +67,8 @@ class TcpServer(EventSource):
         accept_backoff: seconds to stop accepting after running out of fds or memory (1.0).
         accept_batch: the most connections accepted per wake-up (128).
         max_connections: stop accepting while this many connections are open (None: no cap).
-        connection_class: the class accepted sockets are wrapped in (TcpConnection; called
-            as ``cls(sock, address, loop, watch=False)``).
+        connection_class: the class accepted sockets are wrapped in (TcpConnection; one that
+            keeps TcpConnection's constructor is called with ``watch=False``).
 
     Events:
         start (): on the loop's first turn after construction; once.
@@ -156,7 +156,15 @@ class TcpServer(EventSource):
         The connection goes on the loop only after the ``'connect'`` listeners: one that reads
         at once, answers and closes (an HTTP server with the request already there) never
         costs the poller a registration and its removal."""
-        conn = self.connection_class(conn_sock, address, self.loop, watch=False)
+        cls = self.connection_class
+        try:
+            if cls.__init__ is TcpConnection.__init__:
+                conn = cls(conn_sock, address, self.loop, watch=False)
+            else:  # its own constructor (perhaps without ``watch``): on the loop at once
+                conn = cls(conn_sock, address, self.loop)
+        except BaseException:
+            conn_sock.close()
+            raise
         conn._server = self
         self.active_connections.add(conn)
         try:
