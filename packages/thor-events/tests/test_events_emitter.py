@@ -1040,3 +1040,20 @@ def test_changes_made_during_an_emit_follow_the_snapshot_rule(
     got = emitter.listeners("go")
     assert len(got) == len(want)
     assert all(g is w for g, w in zip(got, want, strict=True))
+
+
+def test_on_decorator_works_on_any_object_with_an_on_method() -> None:
+    class Duck:
+        def __init__(self) -> None:
+            self.added: list[tuple[str, Any]] = []
+
+        def on(self, event: str, listener: Any) -> None:
+            self.added.append((event, listener))
+
+    duck = Duck()
+
+    @on(duck)  # type: ignore[arg-type]
+    def quack() -> None:
+        pass
+
+    assert duck.added == [("quack", quack)]
