@@ -15,9 +15,9 @@ alone, a read that began with them, parsed into a plain request (no body, no Upg
 CONNECT; keep-alive or ``Connection: close``, which the entry records). A known head skips the
 parser: the exchange is made from what the parser gave before (its own copy of the field list),
 and the request's start and end are handled in one step (``_known_request``: what
-``input_start`` and ``input_end`` do for such a request). The key is the read's bytes, so the skipped parse is one
-that would succeed with the same result (the server's parser settings are fixed when it is
-made). Learning happens in ``input_start``, only for the first head of a read that began with
+``input_start`` and ``input_end`` do for such a request). The key is the read's bytes, so the
+skipped parse is one that would succeed with the same result (the server's parser settings are
+fixed when it is made). Learning happens in ``input_start``, only for the first head of a read that began with
 the parser idle (so the key is exactly that head's bytes: no head completing bytes kept from an
 earlier read, none after a first one), and only for heads the parser's own cache served (seen
 before, so a stream of distinct heads never fills the table). Lookups stop as soon as
