@@ -11,17 +11,17 @@ are parsed in order, in that one call.
 **Known requests.** A request head that arrives alone in a read, on a connection with nothing in
 progress, is first looked up in the server's known requests (``HttpServer.max_known_requests``):
 heads that the parser had seen before (its cache of heads served them) and that then made up,
-alone, a read that began with them, parsed into a plain request (no body, no Upgrade, not
-CONNECT; keep-alive or ``Connection: close``, which the entry records). A known head skips the
-parser: the exchange is made from what the parser gave before (its own copy of the field list),
-and the request's start and end are handled in one step (``_known_request``: what
-``input_start`` and ``input_end`` do for such a request). The key is the read's bytes, so the
-skipped parse is one that would succeed with the same result (the server's parser settings are
-fixed when it is made). Learning happens in ``input_start``, only for the first head of a read that began with
-the parser idle (so the key is exactly that head's bytes: no head completing bytes kept from an
-earlier read, none after a first one), and only for heads the parser's own cache served (seen
-before, so a stream of distinct heads never fills the table). Lookups stop as soon as
-``max_known_requests`` is 0 (or ``max_pipeline_depth`` is, which refuses every request).
+alone, a read that began with them, parsed into a plain request (no body, no Upgrade, not CONNECT;
+keep-alive or ``Connection: close``, which the entry records). A known head skips the parser: the
+exchange is made from what the parser gave before (its own copy of the field list), and the
+request's start and end are handled in one step (``_known_request``: what ``input_start`` and
+``input_end`` do for such a request). The key is the read's bytes, so the skipped parse is one that
+would succeed with the same result (the server's parser settings are fixed when it is made).
+Learning happens in ``input_start``, only for the first head of a read that began with the parser
+idle (so the key is exactly that head's bytes: no head completing bytes kept from an earlier read,
+none after a first one), and only for heads the parser's own cache served (seen before, so a stream
+of distinct heads never fills the table). Lookups stop as soon as ``max_known_requests`` is 0 (or
+``max_pipeline_depth`` is, which refuses every request).
 
 **Holding input.** Reading stops for several independent reasons, kept as bits in ``_hold``: the
 application paused the request body (``req_body_pause``), the client does not read our output
