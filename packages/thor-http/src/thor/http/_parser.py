@@ -91,6 +91,9 @@ CLOSE = 3
 
 # parser states
 _HEAD, _BODY_COUNTED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _BODY_CLOSE = range(7)
+#: the state between messages: with nothing in ``_buf``, the parser is ``idle`` (for owners
+#: that test it per read, where the property costs more than the test)
+HEAD_STATE = _HEAD
 _STOPPED, _DEAD = 7, 8
 
 #: bytes a head may not contain anywhere (CR and LF are checked as line structure)

@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from thor.events import EventEmitter
 
-from ._parser import NO_BODY, Head
+from ._parser import HEAD_STATE, NO_BODY, Head
 from ._server_exchange import _DONE, _FLUSH_SIZE, _NONE, _STARTED, HttpServerExchange
 from .error import (
     ConnectError,
@@ -178,6 +178,7 @@ class HttpServerConnection(EventEmitter):
         self._listening: dict[str, Any] = {}
         self._known = server._known_requests
         self._batch = b""  # the read being parsed (learning known requests: input_start)
+        self._switching: HttpServerExchange | None = None  # to hand over after the batch
         self._sink: _TcpSink | None = _TcpSink(self)
         tcp_conn.sink(self._sink)
 
@@ -192,7 +193,6 @@ class HttpServerConnection(EventEmitter):
     _body_base = 0  # the parser's body byte count then
     _stall_size = 0
     _peer_eof = False
-    _switching: HttpServerExchange | None = None  # to hand over after the batch
     _client_done = False  # a request said it was the client's last (see _nothing_more)
 
     # -- public API -----------------------------------------------------------------------------
@@ -292,7 +292,7 @@ class HttpServerConnection(EventEmitter):
             return
         self._in_batch = True
         parser = self._parser
-        idle = parser.idle
+        idle = parser._state == HEAD_STATE and not parser._buf  # (parser.idle, inlined)
         request = None
         if idle and self._known and not self._queue:
             server = self.server

@@ -62,6 +62,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _COPY_LIMIT = 16 * 1024
 #: output is sent at once past this many bytes, in a read batch or not
 _FLUSH_SIZE = 64 * 1024
+#: (a global is read faster than a class attribute: this is called per request)
+_init_emitter = EventEmitter.__init__
 
 
 class HttpServerExchange(EventEmitter):
@@ -96,20 +98,13 @@ class HttpServerExchange(EventEmitter):
     """
 
     # defaults that most exchanges keep (instance attributes shadow them when they change)
-    _dead = False  # the application's output calls are ignored (see the module docstring)
-    _head = False  # at the front of the connection's queue: writes go straight out
     _held: list[bytes] | None = None  # output kept while not at the front
     _held_size = 0
     _paused = False  # told the application to pause
-    _persist = True  # the connection may stay open after this exchange
-    _expect = False  # the request expects 100-continue, not sent yet
     _continued = False  # 100 Continue was sent
-    _tunnel = False  # an Upgrade or CONNECT request: the connection may change hands
-    _switch = False  # the application accepted the Upgrade / CONNECT
     _born = 0.0  # when the head arrived (server clock), for response_timeout
     _framing = 0
     _left = 0
-    _res = _NONE  # the response's state
     _req_done = False  # the request is complete
 
     def __init__(
@@ -120,12 +115,21 @@ class HttpServerExchange(EventEmitter):
         req_hdrs: RawHeaderListType,
         req_version: bytes,
     ) -> None:
-        EventEmitter.__init__(self)
+        _init_emitter(self)
         self.http_conn = http_conn
         self.method = method
         self.uri = uri
         self.req_hdrs = req_hdrs
         self.req_version = req_version
+        # read on every request before anything sets them: instance attributes (CPython
+        # specialises reads of those; a class default is looked up the slow way every time)
+        self._dead = False  # the application's output calls are ignored (module docstring)
+        self._head = False  # at the front of the connection's queue: writes go straight out
+        self._persist = True  # the connection may stay open after this exchange
+        self._expect = False  # the request expects 100-continue, not sent yet
+        self._tunnel = False  # an Upgrade or CONNECT request: the connection may change hands
+        self._switch = False  # the application accepted the Upgrade / CONNECT
+        self._res = _NONE  # the response's state
 
     # -- state, read-only ------------------------------------------------------------------------
 

@@ -89,7 +89,8 @@ class EpollLoop(LoopBase):
             try:
                 if flags == _IN:  # (the common case: readable and nothing else)
                     if reg.mask & FD_READABLE:
-                        reg.readable()
+                        readable = reg.readable  # (a slot read, then a call: faster spelt out)
+                        readable()
                     continue
                 if flags & _READ_FLAGS and reg.mask & FD_READABLE:
                     reg.readable()

@@ -111,7 +111,6 @@ class TcpConnection(EventSource):
 
     read_bufsize: int = 64 * 1024
     max_read_bufsize: int = 256 * 1024
-    _read_size = 0  # the next read's size while it is above read_bufsize (see max_read_bufsize)
     write_bufsize: int = 256 * 1024
     max_write_buffer_size: int = 16 * 1024 * 1024
     max_write_buffer_chunks: int = 4096
@@ -145,6 +144,8 @@ class TcpConnection(EventSource):
         self._buffer: deque[Any] = deque()
         self._fd = sock.fileno()
         self._mask = FD_CLOSE
+        # (read on every read: an instance attribute is read faster than a class default)
+        self._read_size = 0  # the next read's size while above read_bufsize (max_read_bufsize)
         if watch:
             self._registered = True
             self.loop._fd_register(self._fd, FD_CLOSE, self)
