@@ -176,6 +176,10 @@ class EventEmitter:
 
     default_max_listeners: int = 10
     raise_unhandled_errors: bool = False
+    # Set on an instance only when used. (Never through ``self.__dict__``: on CPython 3.11,
+    # touching an instance's __dict__ makes every later attribute read of it a slow lookup.)
+    __max_listeners: int | None = None  # set_max_listeners(); None: default_max_listeners
+    __warned: set[str] | None = None  # events warned about (MaxListenersExceededWarning)
 
     def __init__(self) -> None:
         self.__events: dict[str, list[ContextWrapper]] = {}
@@ -262,8 +266,10 @@ class EventEmitter:
         """
 
     def __warn_max_listeners(self, event: str, count: int, limit: int) -> None:
-        warned: set[str] = self.__dict__.setdefault("_EventEmitter__warned", set())
-        if event in warned:
+        warned = self.__warned
+        if warned is None:
+            warned = self.__warned = set()
+        elif event in warned:
             return
         warned.add(event)
         warnings.warn(
@@ -285,12 +291,12 @@ class EventEmitter:
         """
         if limit < 0:
             raise ValueError(f"max listeners must be 0 or more, not {limit!r}")
-        self.__dict__["_EventEmitter__max_listeners"] = limit
+        self.__max_listeners = limit
 
     def get_max_listeners(self) -> int:
         """The listener count per event above which a leak warning is issued (0: no limit)."""
-        limit: int = self.__dict__.get("_EventEmitter__max_listeners", self.default_max_listeners)
-        return limit
+        limit = self.__max_listeners
+        return self.default_max_listeners if limit is None else limit
 
     # -- removal ------------------------------------------------------------------------------
 

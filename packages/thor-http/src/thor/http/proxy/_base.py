@@ -265,12 +265,17 @@ class ProxyBase(EventEmitter):
         self._fields_counts = [0, 0]
         for name in _DERIVED:
             self._derive(name)
+        self._settings_derived = True
         server.on("exchange", self._on_exchange)
+
+    # (a class default, not a test of self.__dict__: on CPython 3.11, touching an instance's
+    # __dict__ makes every later attribute read of it a slow lookup)
+    _settings_derived = False  # __init__ is done: setting a _DERIVED name recomputes it
 
     def __setattr__(self, name: str, value: Any) -> None:
         # settings whose values the proxy derives things from (see _derive) take effect when
         # set on an instance; other attributes are set as usual
-        if name in _DERIVED and "_fields_counts" in self.__dict__:
+        if name in _DERIVED and self._settings_derived:
             before = getattr(self, name)
             object.__setattr__(self, name, value)
             try:
