@@ -48,7 +48,7 @@ from thor.events import EventEmitter
 from thor.tcp import TcpClient
 from thor.tls import TlsClient
 
-from .._parser import CLOSE, COUNTED, NO_BODY, Head, HttpParser
+from .._parser import CLOSE, COUNTED, HEAD_STATE, NO_BODY, Head, HttpParser
 from ..error import (
     AccessError,
     ConnectError,
@@ -332,7 +332,7 @@ class HttpClientConnection(EventEmitter):
         parser = self.parser
         # a read that begins a response (nothing kept from earlier reads) may be a known one,
         # or teach one (input_start)
-        fresh = not self._app_paused and parser.idle
+        fresh = not self._app_paused and parser._state == HEAD_STATE and not parser._buf  # (idle)
         response = None
         if fresh and self._known:
             client = self.client
