@@ -55,6 +55,20 @@ def test_a_repeated_head_is_an_equal_head_with_its_own_field_list(
     assert facts(third_owner.heads[0]) == facts(first)  # the cached copy was not touched
 
 
+def test_the_cache_keeps_every_attribute_of_a_head_in_its_place() -> None:
+    head = Head([(b"Host", b"x")])
+    for number, name in enumerate(Head.ATTRIBUTES):
+        if name != "headers":
+            setattr(head, name, f"value {number}")  # a distinct value for each attribute
+    fields = [(b"Host", b"y")]
+    copy = _parser._head_from(_parser._head_values(head), fields)
+    assert {name: getattr(copy, name) for name in Head.ATTRIBUTES if name != "headers"} == {
+        name: getattr(head, name) for name in Head.ATTRIBUTES if name != "headers"
+    }
+    assert copy.headers is fields
+    assert copy.repeated is True and head.repeated is False
+
+
 def test_the_limits_are_part_of_the_key() -> None:
     HttpParser(Owner(), True).feed(REQUEST)  # cached under the default limits
     strict = HttpParser(Owner(), True)
