@@ -856,6 +856,24 @@ def test_set_max_listeners_zero_disables_the_warning() -> None:
     assert emitter.listener_count("go") == 100
 
 
+def test_the_leak_bookkeeping_does_not_go_through_a_subclass_setattr() -> None:
+    class Frozen(EventEmitter):
+        frozen = False
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if self.frozen:
+                raise AttributeError(f"read-only: {name}")
+            object.__setattr__(self, name, value)
+
+    emitter = Frozen()
+    emitter.frozen = True
+    emitter.set_max_listeners(2)
+    assert emitter.get_max_listeners() == 2
+    with pytest.warns(MaxListenersExceededWarning, match="limit 2"):
+        _add(emitter, "go", 3)
+    assert emitter.listener_count("go") == 3
+
+
 def test_set_max_listeners_rejects_negative_limits() -> None:
     emitter = EventEmitter()
     with pytest.raises(ValueError, match="-1"):

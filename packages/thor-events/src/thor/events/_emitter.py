@@ -46,6 +46,9 @@ logger = logging.getLogger("thor.events")
 _IN_LISTENER: ContextVar[bool] = ContextVar("thor_events_in_listener", default=False)
 _in_listener = _IN_LISTENER.get
 _new_wrapper = object.__new__
+#: how the emitter sets its own bookkeeping: past a subclass's __setattr__, as a write to the
+#: instance __dict__ would (which is not used: see EventEmitter's class attributes)
+_set_attribute = object.__setattr__
 #: listener types that ``on`` may wrap without the general checks (never a ContextWrapper,
 #: always callable)
 _PLAIN_CALLABLES = frozenset({FunctionType, MethodType, BuiltinFunctionType})
@@ -268,7 +271,8 @@ class EventEmitter:
     def __warn_max_listeners(self, event: str, count: int, limit: int) -> None:
         warned = self.__warned
         if warned is None:
-            warned = self.__warned = set()
+            warned = set()
+            _set_attribute(self, "_EventEmitter__warned", warned)
         elif event in warned:
             return
         warned.add(event)
@@ -291,7 +295,7 @@ class EventEmitter:
         """
         if limit < 0:
             raise ValueError(f"max listeners must be 0 or more, not {limit!r}")
-        self.__max_listeners = limit
+        _set_attribute(self, "_EventEmitter__max_listeners", limit)
 
     def get_max_listeners(self) -> int:
         """The listener count per event above which a leak warning is issued (0: no limit)."""
