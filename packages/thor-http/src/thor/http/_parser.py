@@ -38,6 +38,7 @@ its input: every loop iteration either advances or returns waiting for more byte
 from __future__ import annotations
 
 import re
+from operator import attrgetter
 from typing import Any, Protocol
 
 from . import _limits
@@ -224,30 +225,29 @@ class Head:
         return f"<Head {text!r} HTTP/{self.version.decode()} fields={len(self.headers)}>"
 
 
-#: a Head's attributes but ``headers``, in the order of ``_head_values`` and ``_head_from``
+#: what the head cache keeps of a Head: its attributes but ``headers``, in ``Head.ATTRIBUTES``
+#: order, then ``repeated`` (always True: what a hit gives)
 _HeadValues = tuple[Any, ...]
+_head_attributes = attrgetter(*[name for name in Head.ATTRIBUTES if name != "headers"])
 _new_head = object.__new__
 
 
 def _head_values(head: Head) -> _HeadValues:
-    """What the head cache keeps of ``head`` (``repeated`` set: what a hit gives)."""
-    return (
-        head.method, head.target, head.status, head.phrase, head.version,
-        head.content_length, head.chunked, head.framing, head.connection, head.keep_alive,
-        head.expect_continue, head.upgrade, head.host, head.header_length, True,
-    )  # fmt: skip
+    """What the head cache keeps of ``head``."""
+    return (*_head_attributes(head), True)
 
 
 def _head_from(values: _HeadValues, headers: RawHeaders) -> Head:
     """A new Head from ``_head_values`` and its own field list. Every attribute is set on the
     instance (not left to the class defaults, nor set through ``__dict__``): the server and
-    client read most of them at once, and CPython reads instance attributes faster."""
+    client read most of them at once, and CPython reads instance attributes faster. (A Head
+    attribute added to ``Head.ATTRIBUTES`` but not here fails this unpacking loudly.)"""
     head: Head = _new_head(Head)
     head.headers = headers
     (
-        head.method, head.target, head.status, head.phrase, head.version,
-        head.content_length, head.chunked, head.framing, head.connection, head.keep_alive,
-        head.expect_continue, head.upgrade, head.host, head.header_length, head.repeated,
+        head.chunked, head.connection, head.content_length, head.expect_continue, head.framing,
+        head.header_length, head.host, head.keep_alive, head.method, head.phrase, head.status,
+        head.target, head.upgrade, head.version, head.repeated,
     ) = values  # fmt: skip
     return head
 
