@@ -161,10 +161,10 @@ class LoopBase(EventEmitter):
             raise ValueError(f"precision must be > 0 seconds, not {value!r}")
         self._precision = value
 
-    @staticmethod
-    def time() -> float:
-        """The loop's clock: ``time.monotonic()`` seconds; deadlines are on this clock."""
-        return _time.monotonic()
+    #: The loop's clock: ``loop.time()`` is ``time.monotonic()`` seconds; deadlines are on this
+    #: clock. (The C function itself rather than a method calling it: proxies read the clock
+    #: several times per request.)
+    time = staticmethod(_time.monotonic)
 
     # -- running --------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ __all__ = ["ProxyExchange", "UpstreamLike", "status_for_error"]
 logger = logging.getLogger("thor.http.proxy")
 
 _EMPTY: list[tuple[bytes, bytes]] = []
+_new_sink = object.__new__
 _TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 _CLOSE = (b"Connection", b"close")
 
@@ -388,7 +389,8 @@ class ProxyExchange:
         """Start the upstream request on ``cx`` (its sink set) and send what is pending;
         ``host``: the Host to send instead of the URL's authority."""
         self.upstream_exchange = cx
-        sink = _UpstreamSink(self)
+        sink = _new_sink(_UpstreamSink)  # (_UpstreamSink(self) without an __init__ call)
+        sink.px = self
         cx.sink(sink)
         fields = self.req_hdrs
         if self._upgrade is not None:

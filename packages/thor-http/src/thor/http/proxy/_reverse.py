@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._balance import Upstream
-from ._base import ProxyBase, StaticUpstream, _prefix, as_selector
+from ._base import ProxyBase, StaticUpstream, _prefix, _Single, as_selector
 from ._intermediary import options_response
 
 if TYPE_CHECKING:
@@ -87,6 +87,9 @@ class ReverseProxy(ProxyBase):
 
     def _select(self, px: ProxyExchange) -> None:
         selector = self.selector
+        if type(selector) is _Single:  # one fixed upstream: nothing to acquire or release
+            px._ready(selector.upstream, None)
+            return
         px._selector = selector
         px._waiting = True
         selector.acquire(px, px._ready)
