@@ -4,11 +4,17 @@ times), and that they work as 'access' listeners of a real EventEmitter."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 from thor.events import EventEmitter
-from thor.http.proxy._access_log import AccessRecord, CommonLogWriter, JsonLinesWriter
+from thor.http.proxy._access_log import (
+    AccessRecord,
+    CommonLogWriter,
+    JsonLinesWriter,
+    begin_record,
+)
 
 # 2026-11-26 12:48:57.123 UTC
 STARTED = 1795697337.123
@@ -147,3 +153,14 @@ def test_writers_as_access_listeners() -> None:
     emitter.emit("access", never_answered())
     assert len(common.getvalue().splitlines()) == 2
     assert [json.loads(line)["status"] for line in lines.getvalue().splitlines()] == [200, 0]
+
+
+def test_begin_record_equals_the_constructor_with_its_defaults() -> None:
+    # the proxy makes its records field by field (faster); every field must be set, and to the
+    # dataclass's default, so a field added to AccessRecord fails here until begin_record has it
+    made = begin_record(("192.0.2.7", 50412), b"GET", b"/x", b"1.1", STARTED)
+    expected = AccessRecord(("192.0.2.7", 50412), b"GET", b"/x", b"1.1", started=STARTED)
+    for field in dataclasses.fields(AccessRecord):
+        assert getattr(made, field.name) == getattr(expected, field.name), field.name
+    assert made == expected
+    assert type(made) is AccessRecord

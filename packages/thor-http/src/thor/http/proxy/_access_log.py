@@ -59,6 +59,32 @@ class AccessRecord:
     started: float = 0.0
 
 
+_new_record = object.__new__
+
+
+def begin_record(
+    client: tuple[str, int], method: bytes, target: bytes, version: bytes, started: float
+) -> AccessRecord:
+    """``AccessRecord(client, method, target, version, started=started)``, made field by field:
+    a class call with a keyword argument costs twice as much on CPython 3.11, and the proxy
+    makes one record per request. (A test checks that both give equal records.)"""
+    record: AccessRecord = _new_record(AccessRecord)
+    record.client = client
+    record.method = method
+    record.target = target
+    record.version = version
+    record.status = 0
+    record.bytes_in = 0
+    record.bytes_out = 0
+    record.upstream = None
+    record.connect_time = None
+    record.first_byte_time = None
+    record.total_time = None
+    record.error = None
+    record.started = started
+    return record
+
+
 class TextStream(Protocol):
     """Where writers put their lines: anything with ``write(str)`` (a text file, sys.stdout,
     io.StringIO)."""

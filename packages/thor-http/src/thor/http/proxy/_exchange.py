@@ -51,7 +51,7 @@ from ..error import (
     UrlError,
     WriteTimeoutError,
 )
-from ._access_log import AccessRecord
+from ._access_log import begin_record
 from ._intermediary import clean_trailers, strip_response
 from ._tunnel import Tunnel
 
@@ -283,8 +283,8 @@ class ProxyExchange:
         self.upstream: UpstreamLike | None = None
         self.upstream_exchange: HttpClientExchange | None = None
         self._t0 = proxy.loop.time()
-        self.record = AccessRecord(
-            self.client_address, self.method, self.target, self.version, started=time.time()
+        self.record = begin_record(
+            self.client_address, self.method, self.target, self.version, time.time()
         )
         self._selector: Any = None
         self._upgrade: bytes | None = None
