@@ -324,7 +324,9 @@ class HttpParser:
                     if pos < 0:
                         return
                 elif state == _BODY_COUNTED:
-                    take = min(self._left, end - pos)
+                    take = end - pos
+                    if self._left < take:  # noqa: PLR1730 (min() costs a builtin call per read)
+                        take = self._left
                     chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
                     pos += take
                     self._left -= take
@@ -333,7 +335,9 @@ class HttpParser:
                     if not self._left:
                         self._message_done([])
                 elif state == _CHUNK_DATA:
-                    take = min(self._left, end - pos)
+                    take = end - pos
+                    if self._left < take:  # noqa: PLR1730 (min() costs a builtin call per read)
+                        take = self._left
                     chunk = data if (pos == 0 and take == end) else data[pos : pos + take]
                     pos += take
                     self._left -= take
@@ -477,7 +481,7 @@ class HttpParser:
                     break
             if pos == len(data):
                 return pos
-        scan = max(pos, self._scan)
+        scan = self._scan if self._scan > pos else pos  # (max(), inlined)
         if lenient:
             head_end, after = _lenient_section_end(data, scan)
         else:
@@ -906,7 +910,7 @@ class HttpParser:
             self.transfer_length += 1
             self._message_done([])
             return pos + 1
-        scan = max(pos, self._scan)
+        scan = self._scan if self._scan > pos else pos  # (max(), inlined)
         if lenient:
             end, after = _lenient_section_end(data, scan)
         else:

@@ -252,7 +252,9 @@ class LoopBase(EventEmitter):
                     events = poll(None)
                 else:
                     delay = deadline - monotonic()
-                    events = poll(min(delay, _MAX_POLL_TIMEOUT) if delay > 0 else 0)
+                    if delay > _MAX_POLL_TIMEOUT:  # noqa: PLR1730 (min(): a builtin call per turn)
+                        delay = _MAX_POLL_TIMEOUT
+                    events = poll(delay if delay > 0 else 0)
                 now = last_poll = monotonic()
             if events:  # timers are then checked against the time the poll returned
                 if self.debug:
