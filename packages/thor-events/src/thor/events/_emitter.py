@@ -421,6 +421,66 @@ class EventEmitter:
             _unhandled_error_handler(self, args)
         return False
 
+    # Fixed-arity emits, for thor's own per-message events. On CPython 3.11 a call to emit(*args)
+    # is never specialised and a sink handler called with *args is slow too; these take the
+    # common cases (one listener that is not 'once', or no listener and maybe a sink) with plain
+    # calls and leave every other case to emit. A subclass that overrides emit gets versions
+    # that call its emit (see __init_subclass__).
+
+    def _emit1(self, event: str, arg: Any) -> bool:
+        """``emit(event, arg)``, faster in the common cases."""
+        entries = self.__events.get(event)
+        if entries:
+            if len(entries) == 1:
+                entry = entries[0]
+                if not entry.once:
+                    if _in_listener():
+                        entry.listener(arg)
+                    else:
+                        entry.context.run(entry.listener, arg)
+                    return True
+        else:
+            sink = self.__sink
+            if sink is None:
+                if event != "error":
+                    return False
+            else:
+                handler = getattr(sink, event, None)
+                if handler is not None:
+                    handler(arg)
+                    return True
+        return self.emit(event, arg)
+
+    def _emit3(self, event: str, arg1: Any, arg2: Any, arg3: Any) -> bool:
+        """``emit(event, arg1, arg2, arg3)``, faster in the common cases."""
+        entries = self.__events.get(event)
+        if entries:
+            if len(entries) == 1:
+                entry = entries[0]
+                if not entry.once:
+                    if _in_listener():
+                        entry.listener(arg1, arg2, arg3)
+                    else:
+                        entry.context.run(entry.listener, arg1, arg2, arg3)
+                    return True
+        else:
+            sink = self.__sink
+            if sink is None:
+                if event != "error":
+                    return False
+            else:
+                handler = getattr(sink, event, None)
+                if handler is not None:
+                    handler(arg1, arg2, arg3)
+                    return True
+        return self.emit(event, arg1, arg2, arg3)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.emit is not EventEmitter.emit:  # an overridden emit sees every event
+            cls._emit1 = _emit1_through_emit  # type: ignore[method-assign]
+            cls._emit3 = _emit3_through_emit  # type: ignore[method-assign]
+
     def __drop_once(self, event: str, entry: ContextWrapper) -> None:
         entry.removed = True
         current = self.__events.get(event)
@@ -447,6 +507,14 @@ class EventEmitter:
         self.__dict__.update(state)
         self.__dict__.setdefault("_EventEmitter__events", {})
         self.__dict__.setdefault("_EventEmitter__sink", None)
+
+
+def _emit1_through_emit(self: EventEmitter, event: str, arg: Any) -> bool:
+    return self.emit(event, arg)
+
+
+def _emit3_through_emit(self: EventEmitter, event: str, arg1: Any, arg2: Any, arg3: Any) -> bool:
+    return self.emit(event, arg1, arg2, arg3)
 
 
 def on(obj: EventEmitter, event: str | None = None) -> Callable[[ListenerT], ListenerT]:

@@ -411,9 +411,9 @@ class HttpServerConnection(EventEmitter):
         self._served = True
         self._head_since = None
         try:
-            self.server.emit("exchange", ex)
+            self.server._emit1("exchange", ex)
             if not ex._dead:
-                ex.emit("request_start", method, target, headers)
+                ex._emit3("request_start", method, target, headers)
         except Exception as exc:
             self._app_error(ex, exc)
 
@@ -422,7 +422,7 @@ class HttpServerConnection(EventEmitter):
         ex = self._reading
         if ex is not None and not ex._dead:
             try:
-                ex.emit("request_body", chunk)
+                ex._emit1("request_body", chunk)
             except Exception as exc:
                 self._app_error(ex, exc)
 
@@ -435,7 +435,7 @@ class HttpServerConnection(EventEmitter):
         ex._req_done = True
         if not ex._dead:
             try:
-                ex.emit("request_done", trailers)
+                ex._emit1("request_done", trailers)
             except Exception as exc:
                 self._app_error(ex, exc)
         if ex._tunnel or not ex._persist or self._closing or self._out_paused:

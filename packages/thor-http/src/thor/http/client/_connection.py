@@ -481,7 +481,7 @@ class HttpClientConnection(EventEmitter):
         exchange.res_version = head.version
         exchange.input_header_length = head.header_length
         exchange._res_started = True
-        exchange.emit("response_start", status, head.phrase, head.headers)
+        exchange._emit3("response_start", status, head.phrase, head.headers)
         return framing
 
     def _learn(self, head: Head, batch: bytes) -> None:
@@ -533,14 +533,14 @@ class HttpClientConnection(EventEmitter):
         exchange.res_version = version
         exchange.input_header_length = end
         exchange._res_started = True
-        exchange.emit("response_start", status, phrase, fields[:])
+        exchange._emit3("response_start", status, phrase, fields[:])
         parser.known_body(length, data[end:])
 
     def input_body(self, chunk: bytes) -> None:
         """Parser callback: part of the response body; emitted as ``'response_body'``."""
         exchange = self.exchange
         if exchange is not None:
-            exchange.emit("response_body", chunk)
+            exchange._emit1("response_body", chunk)
 
     def input_end(self, trailers: RawHeaderListType) -> None:
         """Parser callback: the response is complete (``_settle`` finishes the exchange once

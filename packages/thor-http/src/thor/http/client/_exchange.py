@@ -573,7 +573,7 @@ class HttpClientExchange(EventEmitter):
 
     def _response_done(self, trailers: RawHeaderListType) -> None:
         self._end()
-        self.emit("response_done", trailers)
+        self._emit1("response_done", trailers)
         self.remove_listeners()
 
     def _abandon(self) -> None:
