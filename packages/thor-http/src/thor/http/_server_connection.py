@@ -35,11 +35,15 @@ system calls on the common short holds. Clearing the last bit resumes on the nex
 **Output.** Responses are written strictly in request order: only the exchange at the front of
 the queue writes (into ``_out``); the others hold their bytes until they reach the front. Writes
 are batched: while a read is being processed (``_in_batch``) everything written goes into
-``_out`` and is sent with one ``write`` at the end, so a response's head and body, and the
-responses to several pipelined requests, leave in one send. Outside a batch (an application
-answering later), ``response_done`` sends at once and anything else is sent on the next loop
-turn (so head and body written together still go together). Past ``_FLUSH_SIZE`` bytes, output
-goes at once, batch or not, so that the TcpConnection's flow control (``'pause'``) sees it.
+``_out``, sent with one ``write`` in the server's flush pass at the end of the loop turn, so a
+response's head and body, and the responses to several pipelined requests, leave in one send,
+and the responses of all connections read in one turn leave close together (a peer such as a
+load generator or a proxy is then woken once for several of them: less system time per
+request than one send per read, as each send to a sleeping peer wakes it). Outside a batch (an
+application answering later), ``response_done`` sends at once and anything else is sent on
+the next loop turn (so head and body written together still go together). Past
+``_FLUSH_SIZE`` bytes, output goes at once, batch or not, so that the TcpConnection's flow
+control (``'pause'``) sees it.
 
 **Expect: 100-continue.** The server sends ``100 Continue`` itself (``auto_continue``) when the
 application first wants the body: right after the ``'request_start'`` listeners ran, unless they
@@ -178,13 +182,13 @@ class HttpServerConnection(EventEmitter):
         self._listening: dict[str, Any] = {}
         self._known = server._known_requests
         self._batch = b""  # the read being parsed (learning known requests: input_start)
+        self._flush_queued = False  # in the server's list of connections to flush (per read)
         self._switching: HttpServerExchange | None = None  # to hand over after the batch
         self._sink: _TcpSink | None = _TcpSink(self)
         tcp_conn.sink(self._sink)
 
     # What most connections never change is a class default (a connection made per request,
     # with Connection: close, then costs fewer stores and a smaller instance dict).
-    _flush_queued = False  # in the server's list of connections to flush
     _resume_event: ScheduledEvent | None = None
     _held_size = 0
     _cause: HttpError | None = None  # why the connection was dropped
@@ -319,8 +323,13 @@ class HttpServerConnection(EventEmitter):
                 self._batch = b""  # (an idle connection keeps no read alive)
         if self._switching is not None:
             self._hand_over(self._switching)
-        elif self._out:
-            self._flush()
+        elif self._out and not self._flush_queued:
+            # in the server's flush pass, with the other connections' output of this loop turn
+            # (see _output_added): the peer then gets its responses close together, which
+            # wakes it fewer times (per request, 4.9 instead of 5.7 us of system time, wrk
+            # with 50 connections)
+            self._flush_queued = True
+            self.server._flush_soon(self)
         if self._tcp is None:
             self._release()
 
