@@ -179,7 +179,7 @@ class HttpServer(EventEmitter):
         #: known requests (see max_known_requests): the head's bytes -> (method, target,
         #: header fields, version, keep-alive), as the parser gave them
         self._known_requests: dict[bytes, KnownRequest] = {}
-        self._flush_event: ScheduledEvent | None = None
+        self._flush_pending = False  # _flush_connections is due after this pass's IO
         self._parser_class: type[HttpParser] = type(
             "ServerHttpParser",
             (HttpParser,),
@@ -283,13 +283,15 @@ class HttpServer(EventEmitter):
         conn._start()
 
     def _flush_soon(self, conn: HttpServerConnection) -> None:
-        """Flush ``conn``'s output on the next loop turn, with the others queued meanwhile."""
+        """Flush ``conn``'s output once this loop pass has dispatched its IO events, with the
+        other connections queued meanwhile."""
         self._to_flush.append(conn)
-        if self._flush_event is None:
-            self._flush_event = self.loop.schedule(0, self._flush_connections)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.after_io(self._flush_connections)
 
     def _flush_connections(self) -> None:
-        self._flush_event = None
+        self._flush_pending = False
         conns, self._to_flush = self._to_flush, []
         for conn in conns:
             conn._flush_queued = False

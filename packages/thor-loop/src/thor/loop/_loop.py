@@ -6,7 +6,8 @@ One pass of ``run`` (``_run_until_stopped``) does, in order:
 
 1. wait for IO: the poll timeout is 0 when callbacks are ready, else the time to the next timer,
    else infinite (an idle loop sleeps; ``run_in_loop`` and signals wake it through a Waker fd);
-2. dispatch the polled fd events straight to the registrations' bound handlers;
+2. dispatch the polled fd events straight to the registrations' bound handlers, then run the
+   ``after_io`` callbacks (output the handlers gathered, flushed once for all of them);
 3. move the timers that are due, then the callbacks queued by ``run_in_loop``, to the ready queue;
 4. run the callbacks that were ready at this point; ones they schedule wait for the next pass.
 
@@ -133,6 +134,7 @@ class LoopBase(EventEmitter):
         self._ready: deque[ScheduledEvent] = deque()
         self._timers = TimerHeap()
         self._async_queue: deque[ScheduledEvent] = deque()
+        self._after_io: deque[Callable[[], object]] = deque()
         self._registrations: dict[int, FdRegistration] = {}
         # how many of them are the application's (not _internal): kept by _fd_register and
         # _fd_unregister, so fd_count() is O(1) and dispatch pays nothing for it
@@ -197,6 +199,7 @@ class LoopBase(EventEmitter):
         for event in self._ready:
             event._cancelled = True
         self._ready.clear()
+        self._after_io.clear()
         for event in self._timers.live():
             event._cancelled = True
         self._timers.clear()
@@ -231,6 +234,7 @@ class LoopBase(EventEmitter):
         """
         ready = self._ready
         async_queue = self._async_queue
+        after_io = self._after_io
         timers = self._timers
         heap = timers._heap
         monotonic = _time.monotonic
@@ -239,7 +243,7 @@ class LoopBase(EventEmitter):
         busy_poll_interval = self.busy_poll_interval
         last_poll = 0.0
         while self.running:
-            if ready or async_queue:
+            if ready or async_queue or after_io:
                 now = monotonic()
                 if now - last_poll < busy_poll_interval:
                     events = None
@@ -261,6 +265,8 @@ class LoopBase(EventEmitter):
                     self._dispatch_debug(events)
                 else:
                     dispatch(events)
+            if after_io:
+                self._run_after_io()
             if heap and heap[0][0] <= now + 1e-6:
                 timers.pop_due(now + 1e-6, ready)
             if async_queue:
@@ -291,6 +297,17 @@ class LoopBase(EventEmitter):
                     self._report(exc, f"callback {event._callback!r}")
                 if not self.running:  # a callback may have stopped the loop
                     break  # type: ignore[unreachable]
+
+    def _run_after_io(self) -> None:
+        after_io = self._after_io
+        for _ in range(len(after_io)):  # (ones added meanwhile wait for the next pass)
+            callback = after_io.popleft()
+            try:
+                callback()
+            except Exception as exc:
+                self._report(exc, f"after_io callback {callback!r}")
+            if not self.running:
+                break
 
     def _dispatch_debug(self, events: list[Any]) -> None:
         started = _time.perf_counter()
@@ -401,6 +418,18 @@ class LoopBase(EventEmitter):
         event = ScheduledEvent(self, callback, args, 0.0, copy_context())
         self._ready.append(event)
         return event
+
+    def after_io(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once, right after the IO events of the current pass have been
+        dispatched (before timers and scheduled callbacks); called outside a pass's dispatch,
+        after the next pass's (which then polls without waiting).
+
+        For output that fd handlers gather, to be written once for all of them: a server
+        sends the responses to every connection read in a pass close together. Cheaper than
+        ``schedule(0, ...)`` (no ScheduledEvent, no context captured: the callback runs in the
+        loop's context) and not cancellable. An exception is reported like a callback's.
+        """
+        self._after_io.append(callback)
 
     def run_in_loop(self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]) -> None:
         """Call ``callback(*args)`` on the loop's thread, as soon as possible. Thread-safe.
