@@ -5,6 +5,7 @@ which then does not wait; errors reported like a callback's; dropped by stop()."
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -118,12 +119,69 @@ def test_an_after_io_error_is_reported_and_the_loop_goes_on(loop: LoopBase, watc
     assert "after_io" in where
 
 
-def test_stop_drops_pending_after_io_callbacks(loop: LoopBase, watchdog: Arm) -> None:
-    log: list[str] = []
-    loop.after_io(lambda: log.append("dropped"))
-    loop.stop()  # (not running: stop() still clears what is pending)
+def test_stop_keeps_after_io_callbacks_they_run_as_the_loop_stops(
+    loop: LoopBase, watchdog: Arm
+) -> None:
+    # they hold output the pass produced: a callback that stops the loop (here a scheduled
+    # one, after the pass's IO) does not lose an after_io registered before it
     dog = watchdog()
-    loop.schedule(0, loop.stop)
+    log: list[str] = []
+
+    def respond_then_stop() -> None:
+        loop.after_io(lambda: log.append("flushed"))
+        loop.stop()
+
+    loop.schedule(0, respond_then_stop)
     loop.run()
     dog.check()
+    assert log == ["flushed"]
+
+
+def test_a_handler_stopping_the_loop_still_gets_the_pass_after_io(
+    loop: LoopBase, socketpair: SocketPairFactory, watchdog: Arm
+) -> None:
+    dog = watchdog()
+    log: list[str] = []
+    inside, outside = socketpair()
+    outside.send(b"x")
+
+    def readable() -> None:
+        inside.recv(10)
+        loop.after_io(lambda: log.append("flushed"))
+        loop.stop()
+
+    readable_source(loop, inside, readable)
+    loop.run()  # (stop() forgot the fd)
+    dog.check()
+    assert log == ["flushed"]
+
+
+def test_close_drops_pending_after_io_callbacks(loop: LoopBase) -> None:
+    log: list[str] = []
+
+    def pending() -> None:
+        log.append("dropped")
+
+    loop.after_io(pending)
+    assert loop.scheduled_events() == [(0.0, pending)]  # listed as due now
+    loop.close()
+    assert loop.scheduled_events() == []
     assert log == []
+
+
+def test_debug_mode_reports_a_slow_after_io_callback(loop: LoopBase, watchdog: Arm) -> None:
+    dog = watchdog()
+    loop.debug = True
+    loop.slow_callback_duration = 0.01
+    reports: list[str] = []
+    loop.debug_out = lambda message, profile: reports.append(message)  # type: ignore[method-assign]
+
+    def slow_flush() -> None:
+        time.sleep(0.03)
+
+    loop.after_io(slow_flush)
+    loop.schedule(0.05, loop.stop)
+    loop.run()
+    dog.check()
+    # (only the after_io callback is slow here; anything else reported would be the machine)
+    assert [report for report in reports if "after_io" in report and "slow_flush" in report]

@@ -425,7 +425,9 @@ class EventEmitter:
     # is never specialised and a sink handler called with *args is slow too; these take the
     # common cases (one listener that is not 'once', or no listener and maybe a sink) with plain
     # calls and leave every other case to emit. A subclass that overrides emit gets versions
-    # that call its emit (see __init_subclass__).
+    # that call its emit (see __init_subclass__). Not seen: an emit replaced on an instance, or
+    # on a class after the class was made (checking for those on every call would cost what
+    # these save).
 
     def _emit1(self, event: str, arg: Any) -> bool:
         """``emit(event, arg)``, faster in the common cases."""

@@ -291,12 +291,25 @@ class HttpServer(EventEmitter):
             self.loop.after_io(self._flush_connections)
 
     def _flush_connections(self) -> None:
+        """The flush pass: write what each queued connection gathered. An exception from one
+        (a listener of its TcpConnection raising) aborts that connection, as it would have
+        from its read, and is raised (reported by the loop) once the others are written."""
         self._flush_pending = False
         conns, self._to_flush = self._to_flush, []
         for conn in conns:
             conn._flush_queued = False
+        failed: Exception | None = None
+        for conn in conns:
             if conn._out:
-                conn._flush()
+                try:
+                    conn._flush()
+                except Exception as exc:
+                    tcp = conn.tcp_conn
+                    if tcp is not None:
+                        tcp.abort()
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _sweep(self) -> None:
         """Every ``sweep_interval`` while there are connections: the clock, the Date, the

@@ -188,18 +188,20 @@ class LoopBase(EventEmitter):
             except Exception as exc:
                 self._report(exc, "a 'start' listener")
             self._run_until_stopped()
+            if self._after_io:  # output gathered in the pass that stopped the loop
+                self._run_after_io()
         finally:
             self.running = False
             self._thread_id = None
 
     def stop(self) -> None:
         """Stop running: drop scheduled callbacks and queued ``run_in_loop`` calls, forget every
-        registered fd (sockets are not closed), then emit ``'stop'``."""
+        registered fd (sockets are not closed), then emit ``'stop'``. Pending ``after_io``
+        callbacks are kept: they still run (see ``after_io``)."""
         self.running = False
         for event in self._ready:
             event._cancelled = True
         self._ready.clear()
-        self._after_io.clear()
         for event in self._timers.live():
             event._cancelled = True
         self._timers.clear()
@@ -222,6 +224,7 @@ class LoopBase(EventEmitter):
             self.remove_signal_handler(signum)
         for fd in list(self._registrations):
             self._fd_unregister(fd)
+        self._after_io.clear()
         self._waker.close()
         self._backend_close()
         self._closed = True
@@ -299,15 +302,23 @@ class LoopBase(EventEmitter):
                     break  # type: ignore[unreachable]
 
     def _run_after_io(self) -> None:
+        # All of them, even when one stopped the loop: they write what the pass produced.
         after_io = self._after_io
+        debug = self.debug
         for _ in range(len(after_io)):  # (ones added meanwhile wait for the next pass)
             callback = after_io.popleft()
+            if debug:
+                started = _time.perf_counter()
+                profile = self._start_profile()
             try:
                 callback()
             except Exception as exc:
                 self._report(exc, f"after_io callback {callback!r}")
-            if not self.running:
-                break
+            finally:
+                if debug:
+                    name = getattr(callback, "__qualname__", repr(callback))
+                    message = "long after_io delay ({:.2f}): " + name.replace("{", "{{")
+                    self._check_slow(started, profile, message)
 
     def _dispatch_debug(self, events: list[Any]) -> None:
         started = _time.perf_counter()
@@ -427,7 +438,10 @@ class LoopBase(EventEmitter):
         For output that fd handlers gather, to be written once for all of them: a server
         sends the responses to every connection read in a pass close together. Cheaper than
         ``schedule(0, ...)`` (no ScheduledEvent, no context captured: the callback runs in the
-        loop's context) and not cancellable. An exception is reported like a callback's.
+        loop's context) and not cancellable. An exception is reported like a callback's; debug
+        mode times it like one. ``stop()`` does not drop pending ones (they hold output that
+        was already produced): the pass that stops the loop runs them, and so does ``run()``
+        as it returns; ``close()`` drops them.
         """
         self._after_io.append(callback)
 
@@ -450,7 +464,10 @@ class LoopBase(EventEmitter):
     def scheduled_events(self) -> list[tuple[float, Callable[..., object]]]:
         """The pending callbacks as ``(seconds until due, callback)``, soonest first."""
         now = _time.monotonic()
-        pending = [(0.0, event._callback) for event in self._ready if not event._cancelled]
+        pending: list[tuple[float, Callable[..., object]]] = [
+            (0.0, callback) for callback in self._after_io
+        ]
+        pending += [(0.0, event._callback) for event in self._ready if not event._cancelled]
         pending += [(0.0, event._callback) for event in self._async_queue]
         pending += [(max(0.0, event._when - now), event._callback) for event in self._timers.live()]
         return pending
