@@ -284,7 +284,12 @@ class HttpServer(EventEmitter):
 
     def _flush_soon(self, conn: HttpServerConnection) -> None:
         """Flush ``conn``'s output once this loop pass has dispatched its IO events, with the
-        other connections queued meanwhile."""
+        other connections queued meanwhile; at once when the loop is not running (there is
+        no pass to flush in: an application feeding a connection by hand)."""
+        if not self.loop.running:
+            conn._flush_queued = False
+            conn._flush()
+            return
         self._to_flush.append(conn)
         if not self._flush_pending:
             self._flush_pending = True
@@ -307,7 +312,8 @@ class HttpServer(EventEmitter):
                     tcp = conn.tcp_conn
                     if tcp is not None:
                         tcp.abort()
-                    failed = failed or exc
+                    if failed is None:
+                        failed = exc
         if failed is not None:
             raise failed
 
