@@ -105,6 +105,12 @@ class HttpClient:
         tls_ca_file: PEM file of CAs to trust instead of the system store (None).
         tls_context: an ``ssl.SSLContext`` to use as it is (then ``tls_verify`` and
             ``tls_ca_file`` are not used); None.
+        defer_writes: True (default): a request written from inside a loop pass is sent
+            right after that pass's IO events are dispatched, with the other requests of the
+            pass (thor-net's ``TcpConnection.defer_writes``, read when a connection is made);
+            several writes of one request go out in one send, and a proxy's upstream
+            requests go out together. Outside a running loop, writes go at once either way.
+            False: every write is sent as it is made.
         max_known_responses: how many known responses the client remembers (class attribute;
             64; 0 turns it off, lookups too, at once): response heads with a Content-Length
             body that the parser had seen before, then arriving first in a read that began with
@@ -137,6 +143,7 @@ class HttpClient:
         self.tls_verify: bool = True
         self.tls_ca_file: str | os.PathLike[str] | None = None
         self.tls_context: ssl.SSLContext | None = None
+        self.defer_writes: bool = True
         self._origins: dict[OriginType, _Origin] = {}
         #: known responses: head bytes -> (status, phrase, fields, version, keep_alive,
         #: Content-Length), as the parser gave them

@@ -195,6 +195,7 @@ class HttpClientConnection(EventEmitter):
             return
         self.tcp_conn = tcp_conn
         self.connected_at = self._last_io = monotonic()
+        tcp_conn.defer_writes = self.client.defer_writes
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_pause)
         tcp_conn.on("disconnect", self._on_disconnect)
