@@ -578,14 +578,15 @@ def test_close_right_after_deferred_writes_sends_them_then_the_fin(net: Net, whe
     assert log == ["close", "disconnect"]
 
 
-def test_abort_right_after_deferred_writes_sends_nothing(net: Net) -> None:
+def test_abort_right_after_deferred_writes_offers_them_to_the_kernel_first(net: Net) -> None:
+    # as without deferral, where the writes would have reached the kernel before the abort
     conn, peer = tcp_pair(net)
     log: list[str] = []
     st: dict[str, Any] = {}
 
     def write_and_abort() -> None:
-        conn.write(b"never")
-        conn.write(b" sent")
+        conn.write(b"sent")
+        conn.write(b" before the abort")
         st["queued"] = conn.write_buffer_size
         conn.on("close", recorder(log, "close"))
         conn.on("disconnect", recorder(log, "disconnect"))
@@ -595,16 +596,61 @@ def test_abort_right_after_deferred_writes_sends_nothing(net: Net) -> None:
 
     in_a_data_handler(conn, peer, write_and_abort)
     reader = Peer(peer)
-    # the pass of the abort ends (its after_io with it) well before the peer sees the EOF
     net.when(reader.drain, net.done, 0.02, interval=0.001)
     net.run(timeout=2.0)
     assert net.errors == []
-    assert st["queued"] == 10
+    assert st["queued"] == 21
     assert st["queued_after_abort"] == 0
     assert st["log_after_abort"] == ["disconnect"]
     assert log == ["disconnect"]
-    assert reader.got == b"", f"the peer got aborted bytes: {bytes(reader.got)!r}"
+    assert bytes(reader.got) == b"sent before the abort"
     assert conn.error is None
+
+
+def test_flush_sends_deferred_bytes_at_once(net: Net) -> None:
+    conn, peer = tcp_pair(net)
+    st: dict[str, Any] = {}
+
+    def write_and_flush() -> None:
+        conn.write(b"now, ")
+        conn.write(b"not later")
+        st["before"] = conn.write_buffer_size
+        conn.flush()
+        st["after"] = conn.write_buffer_size
+        st["arrived"] = read_exactly(peer, 14)
+        conn.flush()  # nothing held: a no-op
+
+    in_a_data_handler(conn, peer, write_and_flush)
+    net.when(lambda: "arrived" in st, net.done, 0.01, interval=0.001)
+    net.run(timeout=2.0)
+    assert net.errors == []
+    assert (st["before"], st["after"]) == (14, 0)
+    assert st["arrived"] == b"now, not later"
+
+
+def test_a_failed_flush_sets_error_at_once_and_closes_from_the_loop(net: Net) -> None:
+    conn, peer = tcp_pair(net)
+    log: list[str] = []
+    st: dict[str, Any] = {}
+    conn.on("close", recorder(log, "close"))
+    conn.on("disconnect", recorder(log, "disconnect"))
+
+    def reset_then_flush() -> None:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # an RST, received at once on loopback
+        conn.write(b"into a reset connection")
+        conn.flush()
+        st["error"] = conn.error
+        st["log_in_flush"] = list(log)
+
+    in_a_data_handler(conn, peer, reset_then_flush)
+    net.when(lambda: "close" in log, net.done, 0.01, interval=0.001)
+    net.run(timeout=2.0)
+    assert net.errors == []
+    assert isinstance(st["error"], OSError)
+    assert st["error"].errno in (errno.ECONNRESET, errno.EPIPE)
+    assert st["log_in_flush"] == []  # reported from the loop, not from inside flush()
+    assert "close" in log and "disconnect" in log
 
 
 def test_shutdown_write_after_deferred_writes_sends_them_then_the_fin_and_keeps_reading(

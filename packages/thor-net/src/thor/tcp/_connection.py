@@ -329,9 +329,29 @@ class TcpConnection(EventSource):
         else:
             self._shutdown_output()
 
+    def flush(self) -> None:
+        """Send now what ``defer_writes`` holds back (a no-op when nothing is held): for a
+        writer that must know whether the kernel took its bytes, as without deferral (a
+        failure sets ``error`` at once and is reported from the loop, as a write's is)."""
+        if self._write_due:
+            self._write_due = False
+            if self._buffer and self._state != _CLOSED and self.error is None:
+                failure = self._send_queued()
+                if failure is not None:
+                    self._fail_later(failure)
+
     def abort(self) -> None:
-        """Close the socket at once, dropping anything queued. Idempotent."""
+        """Close the socket at once, dropping anything queued (bytes that ``defer_writes``
+        held back are first offered to the kernel once, as they would have been by the
+        write). Idempotent."""
         if self._state != _CLOSED:
+            if self._write_due:
+                self._write_due = False
+                if self.error is None:
+                    try:
+                        self.socket.sendmsg(self._buffer)
+                    except OSError:
+                        pass
             self._buffer.clear()
             self._buffered = 0
             self._close_socket()

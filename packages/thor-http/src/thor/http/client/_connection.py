@@ -305,13 +305,18 @@ class HttpClientConnection(EventEmitter):
 
     # -- writing (for the exchange) -------------------------------------------------------------
 
-    def _write(self, data: bytes) -> bool:
-        """Write part of the current request; False when the connection failed doing so."""
+    def _write(self, data: bytes, now: bool = False) -> bool:
+        """Write part of the current request; False when the connection failed doing so.
+        ``now``: not deferred to the end of the loop pass (see ``HttpClient.defer_writes``),
+        so that False means the kernel did not take the bytes (the exchange may then retry
+        a request that is not idempotent)."""
         tcp_conn = self.tcp_conn
         assert tcp_conn is not None
         self._sent = True
         try:
             tcp_conn.write(data)
+            if now:
+                tcp_conn.flush()
         except OSError:
             return False
         self._last_io = monotonic()

@@ -428,7 +428,9 @@ class HttpClientExchange(EventEmitter):
         conn = self.conn
         if conn is not None:
             self._attempted = True
-            if conn._write(data):
+            # a request that is not idempotent may be retried only while no byte of it was
+            # taken: its first write is sent at once, to know
+            if conn._write(data, not self._idempotent and not self._written):
                 self._written = True
                 if not self._idempotent:
                     self._keep = False  # written: it will never be replayed
@@ -471,7 +473,7 @@ class HttpClientExchange(EventEmitter):
             self._pending_size = 0
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             self._attempted = True
-            if conn._write(data):
+            if conn._write(data, not self._idempotent):
                 self._written = True
                 if not self._idempotent:
                     self._keep = False
