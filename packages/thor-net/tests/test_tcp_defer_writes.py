@@ -451,8 +451,8 @@ def test_deferral_does_not_make_the_hard_limits_refuse_writes_the_socket_takes(
     net: Net, limit: str, defer: bool
 ) -> None:
     """Hard limits below what deferral queues (8 chunks; 4 KiB with write_bufsize at 256 KiB):
-    writes the socket would take at once are refused with BufferError (and a 'pause' (True))
-    when deferral holds them back, though nothing was ever tried."""
+    writes the socket takes at once are not refused (no BufferError, no 'pause'): what
+    deferral holds is sent before a write would take the queue past a hard limit."""
     conn, peer = tcp_pair(net, defer=defer)
     if limit == "max_write_buffer_chunks":
         conn.max_write_buffer_chunks = 8

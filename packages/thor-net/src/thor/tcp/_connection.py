@@ -222,8 +222,8 @@ class TcpConnection(EventSource):
         ):
             # Deferred bytes were never tried, and this write would take the queue past a
             # limit: send them now, then this write at once, as without deferral.
-            self._write_due = defer = False
-            failure = self._send_queued()
+            defer = False
+            failure = self._send_held()
             if failure is not None:
                 self._fail_later(failure)
                 return
@@ -333,12 +333,9 @@ class TcpConnection(EventSource):
         """Send now what ``defer_writes`` holds back (a no-op when nothing is held): for a
         writer that must know whether the kernel took its bytes, as without deferral (a
         failure sets ``error`` at once and is reported from the loop, as a write's is)."""
-        if self._write_due:
-            self._write_due = False
-            if self._buffer and self._state != _CLOSED and self.error is None:
-                failure = self._send_queued()
-                if failure is not None:
-                    self._fail_later(failure)
+        failure = self._send_held()
+        if failure is not None:
+            self._fail_later(failure)
 
     def abort(self) -> None:
         """Close the socket at once, dropping anything queued (bytes that ``defer_writes``
@@ -418,38 +415,19 @@ class TcpConnection(EventSource):
             self._fail(failure)
 
     def _send_deferred(self) -> None:
-        """The loop pass's IO is dispatched: send what ``defer_writes`` queued (see write)."""
+        """The loop pass's IO is dispatched: send what ``defer_writes`` held back."""
+        failure = self._send_held()
+        if failure is not None:
+            self._fail(failure)
+
+    def _send_held(self) -> OSError | None:
+        """Send what ``defer_writes`` holds back, if anything (see ``_send_queued``)."""
         if not self._write_due:
-            return  # sent already (a write past a limit), or never due
+            return None  # sent already (a write past a limit, flush()), or nothing held
         self._write_due = False
-        buffer = self._buffer
-        if len(buffer) == 1 and self._state == _OPEN and not self._output_paused:
-            # the usual case, one message: no gathering, nothing to un-pause or shut down
-            data = buffer[0]
-            try:
-                sent = self.socket.send(data)
-            except _BLOCKING:
-                sent = 0
-            except OSError as exc:
-                self._fail(exc)
-                return
-            if sent == len(data):
-                buffer.clear()
-                self._buffered = 0
-                if self.listener_count("sent"):
-                    self.emit("sent")
-                return
-            if sent:
-                buffer[0] = memoryview(data)[sent:]
-                self._buffered -= sent
-                if self.listener_count("sent"):
-                    self.emit("sent")
-            self._set_mask(self._mask | FD_WRITABLE)
-            return
-        if buffer and self.error is None:
-            failure = self._send_queued()
-            if failure is not None:
-                self._fail(failure)
+        if not self._buffer or self.error is not None:
+            return None  # dropped meanwhile (abort(), a failure)
+        return self._send_queued()
 
     def _send_queued(self) -> OSError | None:
         """One send of the queued chunks, gathered; what is left waits for the socket to be
