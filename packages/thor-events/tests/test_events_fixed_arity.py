@@ -198,3 +198,22 @@ def test_a_plain_subclass_keeps_the_fast_methods() -> None:
 
     assert Plain._emit1 is EventEmitter._emit1
     assert Plain._emit3 is EventEmitter._emit3
+
+
+def test_an_error_that_a_sink_cannot_take_is_reported_as_emit_reports_it() -> None:
+    """With a sink that has no ``error`` method, an unheard 'error' still reaches the
+    unhandled-error handler through the fixed-arity emits (other unheard events return False
+    at once)."""
+    reported: list[tuple[Any, ...]] = []
+    previous = set_unhandled_error_handler(lambda emitter, args: reported.append(args))
+    try:
+        emitter = EventEmitter()
+        emitter.sink(object())
+        err = ValueError("boom")
+        assert emitter._emit1("error", err) is False
+        assert emitter._emit3("error", 1, 2, 3) is False
+        assert emitter._emit1("other", err) is False
+        assert emitter._emit3("other", 1, 2, 3) is False
+    finally:
+        set_unhandled_error_handler(previous)
+    assert reported == [(err,), (1, 2, 3)]

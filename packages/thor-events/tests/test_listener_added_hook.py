@@ -1,6 +1,7 @@
 """EventEmitter._listener_added: the protected hook of subclasses that call their sink's handlers
 directly (TcpConnection's 'data'), called by the general registration path, before 'newListener'
-is emitted, while a sink is set or someone listens to 'newListener'; never otherwise.
+is emitted, while a sink is set or someone listens to 'newListener', and for the events a
+class names in ``_hooked_events`` (TcpConnection's 'sent'); never otherwise.
 """
 
 from __future__ import annotations
@@ -299,3 +300,57 @@ def test_a_hook_that_calls_the_sink_directly_learns_to_use_emit_again() -> None:
     emitter.deliver(b"two")
     assert sink.got == [b"one"]
     assert listened == [b"two"]
+
+
+# -- a class's _hooked_events: always called --------------------------------------------------
+
+
+class HookedSent(Hooked):
+    """Names 'sent' in ``_hooked_events``: its hook hears of every 'sent' listener."""
+
+    _hooked_events = frozenset({"sent"})
+
+
+@pytest.mark.parametrize(("method", "once"), METHODS)
+def test_hook_is_called_for_a_hooked_event_without_a_sink_or_new_listener_listener(
+    method: str, once: bool
+) -> None:
+    log: list[tuple[Any, ...]] = []
+    emitter = HookedSent(log)
+    register(emitter, method, "sent", nothing)
+    register(emitter, method, "data", nothing)  # (not hooked: no call)
+    register(emitter, method, "sent", nothing)
+    assert log == [("hook", "sent", 1), ("hook", "sent", 2)]
+
+
+def test_hook_is_called_for_a_hooked_event_by_on_inside_a_listener() -> None:
+    """The fast path of on() (inside a listener, first listener, no sink) steps aside for a
+    hooked event, of any class: the listener is registered all the same."""
+    log: list[tuple[Any, ...]] = []
+    got: list[str] = []
+    emitter = HookedSent(log)
+    emitter.on("go", lambda: emitter.on("sent", lambda: got.append("sent")))
+    emitter.emit("go")
+    assert log == [("hook", "sent", 1)]
+    emitter.emit("sent")
+    assert got == ["sent"]
+
+    plain = Hooked(log)  # (not hooked by this class: the fast path, no hook call)
+    log.clear()
+    plain.on("go", lambda: plain.on("sent", nothing))
+    plain.emit("go")
+    assert log == []
+    assert plain.listeners("sent") == [nothing]
+
+
+def test_hook_is_called_once_for_a_hooked_event_while_a_sink_is_set() -> None:
+    log: list[tuple[Any, ...]] = []
+    emitter = HookedSent(log)
+    emitter.sink(NewListenerSink(log))
+    emitter.on("sent", nothing)
+    assert [entry[:2] for entry in log] == [("hook", "sent"), ("newListener", "sent")]
+
+
+def test_hooked_events_default_to_none() -> None:
+    assert EventEmitter._hooked_events == frozenset()
+    assert Hooked._hooked_events == frozenset()

@@ -671,3 +671,22 @@ def test_reuse_port_and_a_classic_tcp_server_class(harness: Harness) -> None:
         return bodies
 
     assert harness.client(client) == [HELLO, HELLO]
+
+
+def test_a_server_reads_its_settings_when_it_is_made(harness: Harness) -> None:
+    """Settings are read when the server is made (the per-request ones become attributes of
+    the server): a later change to the class does not reach it, a change on it does."""
+    settings = {
+        "max_pipeline_depth": 7,
+        "response_timeout": 3.0,
+        "max_known_requests": 5,
+        "max_known_request_size": 100,
+    }
+    server = harness.server(None, **settings)
+    cls = type(server)
+    for name in settings:
+        setattr(cls, name, 1)
+    assert {name: getattr(server, name) for name in settings} == settings
+    later = cls(b"127.0.0.1", 0, harness.loop)
+    harness.servers.append(later)
+    assert {name: getattr(later, name) for name in settings} == dict.fromkeys(settings, 1)

@@ -7,6 +7,7 @@ from that loop; see tcp_fixtures.py for the rules (no sleeps, a failing safety t
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
 import itertools
@@ -738,6 +739,70 @@ def test_sent_follows_bytes_reaching_the_socket(net: Net) -> None:
     assert drained, "no 'sent' while the queue drained"
     assert all(a > b for a, b in itertools.pairwise(drained)), drained
     assert drained[-1] == 0
+
+
+
+@pytest.mark.parametrize("method", ["on", "once", "add_listener", "prepend_listener"])
+@pytest.mark.parametrize("where", ["in a listener", "outside listeners", "with a sink"])
+def test_a_sent_listener_added_after_writes_hears_the_next_one(
+    net: Net, method: str, where: str
+) -> None:
+    """A connection looks for 'sent' listeners only once one was added (however and wherever
+    it was added: from inside a listener, on() takes its fast path for other events)."""
+    received = bytearray()
+    st: dict[str, Any] = {"sent": 0}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.write(b"before,")  # (no 'sent' listener yet)
+        if where == "with a sink":
+            writer.sink(object())
+
+        def add() -> None:
+            getattr(writer, method)("sent", lambda: st.__setitem__("sent", st["sent"] + 1))
+
+        if where == "outside listeners":
+            contextvars.Context().run(add)
+        else:
+            add()  # (net.pair calls ready from a 'connect' listener)
+        writer.write(b"after")
+        st["after_write"] = st["sent"]
+        writer.close()
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run()
+    assert st["after_write"] == 1, "the write after the listener was added emitted no 'sent'"
+    assert received == b"before,after"
+
+
+def test_a_connection_reads_its_settings_when_it_is_made(net: Net) -> None:
+    """Settings changed on the class reach connections made afterwards; the connection's own
+    values can be changed on it."""
+    st: dict[str, Any] = {}
+    names = ("read_bufsize", "write_bufsize", "max_write_buffer_size", "max_write_buffer_chunks")
+    defaults = {name: getattr(TcpConnection, name) for name in names}
+
+    class Small(TcpConnection):
+        read_bufsize = 1000
+        max_write_buffer_chunks = 3
+
+    def ready(server_side: TcpConnection, client_side: TcpConnection) -> None:
+        sock_a, sock_b = socket.socketpair()
+        made = Small(sock_a, ("pair", 0), net.loop)
+        st["made"] = {name: getattr(made, name) for name in names}
+        made.max_write_buffer_size = 10  # (on the connection: used from now on)
+        try:
+            made.write(b"x" * 11)
+        except BufferError as exc:
+            st["refused"] = str(exc)
+        made.abort()
+        sock_b.close()
+        net.done()
+
+    net.pair(ready)
+    net.run()
+    assert st["made"] == {**defaults, "read_bufsize": 1000, "max_write_buffer_chunks": 3}
+    assert "write of 11 bytes refused" in st["refused"]
 
 
 def test_empty_write_is_a_noop(net: Net) -> None:

@@ -52,6 +52,9 @@ _set_attribute = object.__setattr__
 #: listener types that ``on`` may wrap without the general checks (never a ContextWrapper,
 #: always callable)
 _PLAIN_CALLABLES = frozenset({FunctionType, MethodType, BuiltinFunctionType})
+#: every subclass's ``_hooked_events`` (a global: ``on`` checks it on its fast path, where a
+#: class attribute read through the instance would be a slow lookup on CPython 3.11)
+_HOOKED_NAMES: set[str] = set()
 
 
 def _captured_context() -> Any:
@@ -183,6 +186,8 @@ class EventEmitter:
     # touching an instance's __dict__ makes every later attribute read of it a slow lookup.)
     __max_listeners: int | None = None  # set_max_listeners(); None: default_max_listeners
     __warned: set[str] | None = None  # events warned about (MaxListenersExceededWarning)
+    #: for subclasses: events whose every new listener calls ``_listener_added``
+    _hooked_events: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.__events: dict[str, list[ContextWrapper]] = {}
@@ -207,6 +212,7 @@ class EventEmitter:
             and self.__sink is None
             and "newListener" not in events
             and event != "newListener"  # (a newListener listener hears of itself)
+            and event not in _HOOKED_NAMES
             and _in_listener()
         ):
             entry = _new_wrapper(ContextWrapper)
@@ -258,14 +264,18 @@ class EventEmitter:
         if "newListener" in events or self.__sink is not None:
             self._listener_added(event)
             self.emit("newListener", event, entry)
+        elif event in self._hooked_events:
+            self._listener_added(event)
 
     def _listener_added(self, event: str) -> None:
         """Hook for subclasses: a listener of ``event`` was added while a sink is set (or
-        someone listens to ``'newListener'``); called before ``'newListener'`` is emitted.
+        someone listens to ``'newListener'``), or ``event`` is one of the class's
+        ``_hooked_events``; called before ``'newListener'`` is emitted.
 
         A subclass that calls its sink's handlers directly, bypassing ``emit``, uses it to
-        learn that ``emit`` must be used again for that event. (Not called for listeners added
-        while no sink is set and nobody listens to ``'newListener'``.)
+        learn that ``emit`` must be used again for that event; one that skips building an
+        event nobody ever listened to names the event in ``_hooked_events``. (Not called for
+        other listeners added while no sink is set and nobody listens to ``'newListener'``.)
         """
 
     def __warn_max_listeners(self, event: str, count: int, limit: int) -> None:
@@ -443,14 +453,13 @@ class EventEmitter:
                     return True
         else:
             sink = self.__sink
-            if sink is None:
-                if event != "error":
-                    return False
-            else:
+            if sink is not None:
                 handler = getattr(sink, event, None)
                 if handler is not None:
                     handler(arg)
                     return True
+            if event != "error":
+                return False  # (nobody hears it: what emit would find)
         return self.emit(event, arg)
 
     def _emit3(self, event: str, arg1: Any, arg2: Any, arg3: Any) -> bool:
@@ -467,18 +476,18 @@ class EventEmitter:
                     return True
         else:
             sink = self.__sink
-            if sink is None:
-                if event != "error":
-                    return False
-            else:
+            if sink is not None:
                 handler = getattr(sink, event, None)
                 if handler is not None:
                     handler(arg1, arg2, arg3)
                     return True
+            if event != "error":
+                return False  # (nobody hears it: what emit would find)
         return self.emit(event, arg1, arg2, arg3)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _HOOKED_NAMES.update(cls._hooked_events)
         if cls.emit is not EventEmitter.emit:  # an overridden emit sees every event
             cls._emit1 = _emit1_through_emit  # type: ignore[method-assign]
             cls._emit3 = _emit3_through_emit  # type: ignore[method-assign]

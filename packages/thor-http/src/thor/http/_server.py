@@ -71,7 +71,8 @@ class HttpServer(EventEmitter):
         connections: the open HttpServerConnections.
         shutting_down: True once ``graceful_shutdown()`` was called.
 
-    Settings (class attributes; seconds, or bytes; None disables a timeout):
+    Settings (class attributes; seconds, or bytes; None disables a timeout; a server reads
+    them when it is made: set them on the class before, or on the server):
         tcp_server_class: the TcpServer class (TcpServer).
         idle_timeout: a keep-alive connection with no request for this long is closed (60).
         request_timeout: receiving a request (head or body) stalls for this long: the
@@ -180,6 +181,12 @@ class HttpServer(EventEmitter):
         #: header fields, version, keep-alive), as the parser gave them
         self._known_requests: dict[bytes, KnownRequest] = {}
         self._flush_pending = False  # _flush_connections is due after this pass's IO
+        # settings read on every request: instance attributes (CPython specialises reads of
+        # those; a class default read through the instance is a slow lookup every time)
+        self.response_timeout = self.response_timeout
+        self.max_pipeline_depth = self.max_pipeline_depth
+        self.max_known_requests = self.max_known_requests
+        self.max_known_request_size = self.max_known_request_size
         self._parser_class: type[HttpParser] = type(
             "ServerHttpParser",
             (HttpParser,),

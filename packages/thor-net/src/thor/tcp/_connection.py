@@ -86,7 +86,8 @@ class TcpConnection(EventSource):
             the listening address on server connections).
         error: the OSError that broke the connection, or None.
 
-    Settings (class attributes, bytes unless said otherwise):
+    Settings (class attributes, bytes unless said otherwise; a connection reads them when it
+    is made: set them on the class before, or on the connection):
         read_bufsize: what one read takes at most, ordinarily (64 KiB; 0.17: 16 KiB).
         max_read_bufsize: while reads come back full (a bulk transfer), each next read may take
             four times more, up to this (256 KiB); a read that fits in ``read_bufsize`` goes back
@@ -139,6 +140,7 @@ class TcpConnection(EventSource):
     _close_timer: ScheduledEvent | None = None
     _write_due = False  # bytes queued by defer_writes, to be sent by _send_deferred
     _server: TcpServer | None = None
+    _hooked_events = frozenset({"sent"})  # (see _listener_added)
 
     def __init__(
         self, sock: socket.socket, address: Any, loop: LoopBase | None = None, *, watch: bool = True
@@ -159,7 +161,16 @@ class TcpConnection(EventSource):
         self._mask = FD_CLOSE
         # (read on every read: an instance attribute is read faster than a class default)
         self._read_size = 0  # the next read's size while above read_bufsize (max_read_bufsize)
-        self.defer_writes = self.defer_writes  # (set by owners after this, read on every write)
+        # Settings read on every read or write, and state that every write reads: instance
+        # attributes (CPython specialises reads of those; a class default read through the
+        # instance is a slow lookup every time).
+        self.read_bufsize = self.read_bufsize
+        self.write_bufsize = self.write_bufsize
+        self.max_write_buffer_size = self.max_write_buffer_size
+        self.max_write_buffer_chunks = self.max_write_buffer_chunks
+        self.defer_writes = self.defer_writes
+        self._write_due = False
+        self._sent_heard = False  # a 'sent' listener was added once: 'sent' may be wanted
         if watch:
             self._registered = True
             self.loop._fd_register(self._fd, FD_CLOSE, self)
@@ -271,7 +282,7 @@ class TcpConnection(EventSource):
             if self._buffered > self.write_bufsize and not self._output_paused:
                 self._output_paused = True
                 self.emit("pause", True)
-        if sent and self.listener_count("sent"):
+        if sent and self._sent_heard and self.listener_count("sent"):
             self.emit("sent")
 
     def _refused(self, size: int) -> BufferError:
@@ -368,6 +379,8 @@ class TcpConnection(EventSource):
     def _listener_added(self, event: str) -> None:
         if event == "data":
             self._reader = None  # listeners come first: 'data' goes through emit again
+        elif event == "sent":
+            self._sent_heard = True  # (until then, no write looks for 'sent' listeners)
 
     @property
     def write_buffer_size(self) -> int:
@@ -538,7 +551,7 @@ class TcpConnection(EventSource):
         if self._output_paused and self._buffered <= self.write_bufsize // 2:
             self._output_paused = False
             self.emit("pause", False)
-        if self.listener_count("sent"):
+        if self._sent_heard and self.listener_count("sent"):
             self.emit("sent")
 
     def _drain_discarding(self) -> None:

@@ -182,7 +182,7 @@ class TlsConnection(TcpConnection):
             except OSError as exc:
                 self._fail_later(exc)
                 return
-            if self.listener_count("sent"):
+            if self._sent_heard and self.listener_count("sent"):
                 self.emit("sent")
             return
         # Nothing queued, but more than one write's worth: through the queue, which splits it,
