@@ -643,6 +643,24 @@ def test_max_known_responses_0_on_a_subclass(
     assert [bytes(s.recorder.body) for s in seen] == [BODY] * 4
 
 
+def test_the_known_response_settings_are_read_when_the_client_is_made(harness: Harness) -> None:
+    """A later change to the class does not reach a client made before it (a change on the
+    client does: see test_max_known_responses_0_on_a_live_client_stops_using_what_was_learnt)."""
+
+    class Tuned(HttpClient):
+        max_known_responses = 3
+        max_known_response_size = 100
+
+    client = Tuned(harness.loop)
+    harness.clients.append(client)
+    Tuned.max_known_responses = 0
+    Tuned.max_known_response_size = 1
+    assert (client.max_known_responses, client.max_known_response_size) == (3, 100)
+    later = Tuned(harness.loop)
+    harness.clients.append(later)
+    assert (later.max_known_responses, later.max_known_response_size) == (0, 1)
+
+
 def test_a_full_table_is_emptied_and_never_holds_more_than_its_limit(
     harness: Harness, scripted: MakeServer, parsed: list[bytes]
 ) -> None:

@@ -741,7 +741,6 @@ def test_sent_follows_bytes_reaching_the_socket(net: Net) -> None:
     assert drained[-1] == 0
 
 
-
 @pytest.mark.parametrize("method", ["on", "once", "add_listener", "prepend_listener"])
 @pytest.mark.parametrize("where", ["in a listener", "outside listeners", "with a sink"])
 def test_a_sent_listener_added_after_writes_hears_the_next_one(

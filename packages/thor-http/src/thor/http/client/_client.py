@@ -111,14 +111,16 @@ class HttpClient:
             several writes of one request go out in one send, and a proxy's upstream
             requests go out together. Outside a running loop, writes go at once either way.
             False: every write is sent as it is made.
-        max_known_responses: how many known responses the client remembers (class attribute;
-            64; 0 turns it off, lookups too, at once): response heads with a Content-Length
+        max_known_responses: how many known responses the client remembers (class attribute,
+            read when the client is made, or set on the client; 64; 0 turns it off, lookups
+            too, at once): response heads with a Content-Length
             body that the parser had seen before, then arriving first in a read that began with
             them and held exactly them and their whole body; the same head bytes arriving again
             that way skip the head's parse (see ``thor.http.client._connection``). When full,
             it is emptied and learnt again.
         max_known_response_size: bytes of a read (head and body) that may be looked up or
-            learnt (class attribute; 4096).
+            learnt (class attribute, read when the client is made, or set on the client;
+            4096).
 
     Attributes:
         loop: the loop.
@@ -144,6 +146,10 @@ class HttpClient:
         self.tls_ca_file: str | os.PathLike[str] | None = None
         self.tls_context: ssl.SSLContext | None = None
         self.defer_writes: bool = True
+        # read on every response: instance attributes (a class default read through the
+        # instance is a slow lookup on CPython 3.11)
+        self.max_known_responses = self.max_known_responses
+        self.max_known_response_size = self.max_known_response_size
         self._origins: dict[OriginType, _Origin] = {}
         #: known responses: head bytes -> (status, phrase, fields, version, keep_alive,
         #: Content-Length), as the parser gave them
