@@ -138,7 +138,6 @@ class TcpConnection(EventSource):
     _close_emitted = False
     _buffered = 0
     _close_timer: ScheduledEvent | None = None
-    _write_due = False  # bytes queued by defer_writes, to be sent by _send_deferred
     _server: TcpServer | None = None
     _hooked_events = frozenset({"sent"})  # (see _listener_added)
 
@@ -169,7 +168,7 @@ class TcpConnection(EventSource):
         self.max_write_buffer_size = self.max_write_buffer_size
         self.max_write_buffer_chunks = self.max_write_buffer_chunks
         self.defer_writes = self.defer_writes
-        self._write_due = False
+        self._write_due = False  # bytes queued by defer_writes, to be sent by _send_deferred
         self._sent_heard = False  # a 'sent' listener was added once: 'sent' may be wanted
         if watch:
             self._registered = True

@@ -113,11 +113,11 @@ class HttpClient:
             False: every write is sent as it is made.
         max_known_responses: how many known responses the client remembers (class attribute,
             read when the client is made, or set on the client; 64; 0 turns it off, lookups
-            too, at once): response heads with a Content-Length
-            body that the parser had seen before, then arriving first in a read that began with
-            them and held exactly them and their whole body; the same head bytes arriving again
-            that way skip the head's parse (see ``thor.http.client._connection``). When full,
-            it is emptied and learnt again.
+            too, at once): response heads with a Content-Length body that the parser had seen
+            before, then arriving first in a read that began with them and held exactly them
+            and their whole body; the same head bytes arriving again that way skip the head's
+            parse (see ``thor.http.client._connection``). When full, it is emptied and learnt
+            again.
         max_known_response_size: bytes of a read (head and body) that may be looked up or
             learnt (class attribute, read when the client is made, or set on the client;
             4096).
