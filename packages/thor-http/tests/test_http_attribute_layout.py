@@ -1,6 +1,6 @@
 """The per-connection and per-request objects keep their state in slots: after requests,
-timeouts sweeps and closes, the instance dict of an HttpServerConnection or an
-HttpClientExchange holds only what EventEmitter keeps there.
+timeouts sweeps and closes, the instance dict of an HttpServerConnection, HttpServerExchange,
+HttpClientConnection or HttpClientExchange holds only what EventEmitter keeps there.
 
 Why it matters (CPython 3.11): the instance dicts of a class share one key table that stops
 taking new names once some 30 instances were made; an instance that sets a new attribute after
@@ -16,7 +16,7 @@ import pytest
 
 import thor.loop
 from thor.events import on
-from thor.http.client import HttpClient, HttpClientExchange
+from thor.http.client import HttpClient, HttpClientConnection, HttpClientExchange
 from thor.http.server import HttpServer, HttpServerConnection, HttpServerExchange
 
 EMITTER_KEYS = {"_EventEmitter__events", "_EventEmitter__sink"}
@@ -24,7 +24,7 @@ BODY = b"Hello, world!"
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
-def test_connections_and_client_exchanges_keep_their_state_in_slots(close: bool) -> None:
+def test_connections_and_exchanges_keep_their_state_in_slots(close: bool) -> None:
     loop = thor.loop.make()
     server = HttpServer(b"127.0.0.1", 0, loop)
     client = HttpClient(loop)
@@ -32,6 +32,7 @@ def test_connections_and_client_exchanges_keep_their_state_in_slots(close: bool)
     conns: set[HttpServerConnection] = set()
     client_exchanges: list[HttpClientExchange] = []
     server_exchanges: list[HttpServerExchange] = []
+    client_conns: set[HttpClientConnection] = set()
     errors: list[Any] = []
     left = [20]
 
@@ -50,6 +51,11 @@ def test_connections_and_client_exchanges_keep_their_state_in_slots(close: bool)
     def request() -> None:
         ex = client.exchange()
         client_exchanges.append(ex)
+
+        @on(ex)
+        def response_start(status: bytes, phrase: bytes, headers: Any) -> None:
+            assert ex.conn is not None
+            client_conns.add(ex.conn)
 
         @on(ex)
         def response_done(trailers: Any) -> None:
@@ -83,3 +89,9 @@ def test_connections_and_client_exchanges_keep_their_state_in_slots(close: bool)
         assert set(vars(conn)) <= EMITTER_KEYS, set(vars(conn)) - EMITTER_KEYS
     for cx in client_exchanges:
         assert set(vars(cx)) <= EMITTER_KEYS, set(vars(cx)) - EMITTER_KEYS
+    assert client_conns
+    for cc in client_conns:
+        assert set(vars(cc)) <= EMITTER_KEYS, set(vars(cc)) - EMITTER_KEYS
+    assert len(server_exchanges) == 20
+    for sx in server_exchanges:
+        assert set(vars(sx)) <= EMITTER_KEYS, set(vars(sx)) - EMITTER_KEYS

@@ -804,6 +804,37 @@ def test_a_connection_reads_its_settings_when_it_is_made(net: Net) -> None:
     assert "write of 11 bytes refused" in st["refused"]
 
 
+def test_a_connection_keeps_its_state_in_slots(net: Net) -> None:
+    """After queued writes, 'pause', a close and the peer's FIN, a connection's instance dict
+    holds only the emitter's attributes and the settings it copied when it was made (its
+    state is in slots: on CPython 3.11 an attribute first set late would turn the dict of a
+    busy server's connections into a slower plain dict)."""
+    allowed = {
+        "_EventEmitter__events",
+        "_EventEmitter__sink",
+        "read_bufsize",
+        "write_bufsize",
+        "max_write_buffer_size",
+        "max_write_buffer_chunks",
+        "defer_writes",
+    }
+    ends: list[TcpConnection] = []
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        ends.extend((writer, reader))
+        writer.on("pause", lambda paused: None)
+        fill_socket(writer)
+        writer.write(block(1))  # queued
+        writer.close()
+        collect(reader, bytearray(), on_eof=net.done)
+
+    net.pair(ready)
+    net.run()
+    assert len(ends) == 2
+    for conn in ends:
+        assert set(vars(conn)) <= allowed, set(vars(conn)) - allowed
+
+
 def test_empty_write_is_a_noop(net: Net) -> None:
     received = bytearray()
     st: dict[str, Any] = {"sent": 0}

@@ -97,15 +97,32 @@ class HttpServerExchange(EventEmitter):
             ``data`` is what the client sent after the request head. Once.
     """
 
-    # defaults that most exchanges keep (instance attributes shadow them when they change)
-    _held: list[bytes] | None = None  # output kept while not at the front
-    _held_size = 0
-    _paused = False  # told the application to pause
-    _continued = False  # 100 Continue was sent
-    _born = 0.0  # when the head arrived (server clock), for response_timeout
-    _framing = 0
-    _left = 0
-    _req_done = False  # the request is complete
+    # Slots, not the instance dict (see HttpServerConnection.__slots__ for CPython 3.11's
+    # shared key tables): a server whose first traffic is a burst of connections made its
+    # exchanges before any had set its per-response state, and each then worked on a plain
+    # dict. Every slot is set in __init__.
+    __slots__ = (
+        "_born",
+        "_continued",
+        "_dead",
+        "_expect",
+        "_framing",
+        "_head",
+        "_held",
+        "_held_size",
+        "_left",
+        "_paused",
+        "_persist",
+        "_req_done",
+        "_res",
+        "_switch",
+        "_tunnel",
+        "http_conn",
+        "method",
+        "req_hdrs",
+        "req_version",
+        "uri",
+    )
 
     def __init__(
         self,
@@ -121,8 +138,6 @@ class HttpServerExchange(EventEmitter):
         self.uri = uri
         self.req_hdrs = req_hdrs
         self.req_version = req_version
-        # read on every request before anything sets them: instance attributes (CPython
-        # specialises reads of those; a class default is looked up the slow way every time)
         self._dead = False  # the application's output calls are ignored (module docstring)
         self._head = False  # at the front of the connection's queue: writes go straight out
         self._persist = True  # the connection may stay open after this exchange
@@ -130,6 +145,14 @@ class HttpServerExchange(EventEmitter):
         self._tunnel = False  # an Upgrade or CONNECT request: the connection may change hands
         self._switch = False  # the application accepted the Upgrade / CONNECT
         self._res = _NONE  # the response's state
+        self._framing = 0
+        self._left = 0
+        self._req_done = False  # the request is complete
+        self._born = 0.0  # when the head arrived (server clock), for response_timeout
+        self._held: list[bytes] | None = None  # output kept while not at the front
+        self._held_size = 0
+        self._paused = False  # told the application to pause
+        self._continued = False  # 100 Continue was sent
 
     # -- state, read-only ------------------------------------------------------------------------
 

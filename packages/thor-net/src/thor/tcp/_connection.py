@@ -129,17 +129,37 @@ class TcpConnection(EventSource):
     write_coalesce: int = 256 * 1024
     close_timeout: float = 5.0
     defer_writes: bool = False
-    # the sink's 'data' handler, called directly while no listener wants 'data' (see sink())
-    _reader: Callable[[bytes], object] | None = None
-    _unwatched = False  # made with watch=False and _watch() not called yet
-    # what most connections never change (or only near their end) is a class default
-    _output_paused = False
-    _peer_closed = False
-    _close_emitted = False
-    _buffered = 0
-    _close_timer: ScheduledEvent | None = None
-    _server: TcpServer | None = None
     _hooked_events = frozenset({"sent"})  # (see _listener_added)
+
+    # The connection's state in slots, every one set in __init__: on CPython 3.11 the instance
+    # dicts of a class share a key table that stops taking new names once some 30 instances
+    # were made, and an instance that then sets a new attribute (a connection whose writes
+    # start to queue, or that closes, on a busy server) falls back to a plain dict, slower on
+    # every access. The settings (class attributes, copied to the instance) and the emitter's
+    # attributes stay in the dict, all set when the connection is made.
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_close_emitted",
+        "_close_timer",
+        "_fd",
+        "_input_paused",
+        "_mask",
+        "_output_paused",
+        "_peer_closed",
+        "_read_size",
+        "_reader",
+        "_registered",
+        "_sent_heard",
+        "_server",
+        "_state",
+        "_unwatched",
+        "_write_due",
+        "address",
+        "error",
+        "loop",
+        "socket",
+    )
 
     def __init__(
         self, sock: socket.socket, address: Any, loop: LoopBase | None = None, *, watch: bool = True
@@ -170,6 +190,15 @@ class TcpConnection(EventSource):
         self.defer_writes = self.defer_writes
         self._write_due = False  # bytes queued by defer_writes, to be sent by _send_deferred
         self._sent_heard = False  # a 'sent' listener was added once: 'sent' may be wanted
+        # the sink's 'data' handler, called directly while no listener wants 'data' (sink())
+        self._reader: Callable[[bytes], object] | None = None
+        self._output_paused = False
+        self._peer_closed = False
+        self._close_emitted = False
+        self._buffered = 0
+        self._close_timer: ScheduledEvent | None = None
+        self._server: TcpServer | None = None
+        self._unwatched = False  # made with watch=False and _watch() not called yet
         if watch:
             self._registered = True
             self.loop._fd_register(self._fd, FD_CLOSE, self)
