@@ -1,5 +1,5 @@
 """The per-connection and per-request objects keep their state in slots: after requests,
-timeouts sweeps and closes, the instance dict of an HttpServerConnection, HttpServerExchange,
+timeout sweeps and closes, the instance dict of an HttpServerConnection, HttpServerExchange,
 HttpClientConnection or HttpClientExchange holds only what EventEmitter keeps there.
 
 Why it matters (CPython 3.11): the instance dicts of a class share one key table that stops
@@ -54,8 +54,8 @@ def test_connections_and_exchanges_keep_their_state_in_slots(close: bool) -> Non
 
         @on(ex)
         def response_start(status: bytes, phrase: bytes, headers: Any) -> None:
-            assert ex.conn is not None
-            client_conns.add(ex.conn)
+            if ex.conn is not None:  # (listeners record; the test asserts after the run)
+                client_conns.add(ex.conn)
 
         @on(ex)
         def response_done(trailers: Any) -> None:
