@@ -248,6 +248,7 @@ SUITE: tuple[Workload, ...] = (
             ("rps", "req/s", 0),
             ("p99_ms", "p99 ms", 2),
             ("server_busy", "server busy", 2),
+            ("kernel_share", "kernel share", 2),
             ("rss_mib", "RSS MiB", 1),
             ("errors", "errors", 0),
         ),
@@ -272,6 +273,7 @@ SUITE: tuple[Workload, ...] = (
         extras=(
             ("rps", "req/s", 0),
             ("p99_ms", "p99 ms", 2),
+            ("kernel_share", "kernel share", 2),
             ("conns", "conns opened", 0),
             ("errors", "errors", 0),
         ),
@@ -307,6 +309,7 @@ SUITE: tuple[Workload, ...] = (
             ("req_per_cpu_s", "req/CPU-s", 0),
             ("p99_ms", "p99 ms", 2),
             ("proxy_busy", "proxy busy", 2),
+            ("kernel_share", "kernel share", 2),
             ("upstream_conns", "upstream conns opened", 0),
             ("rss_mib", "RSS MiB", 1),
             ("errors", "errors", 0),

@@ -3,9 +3,9 @@
 A client runs --concurrency chains of GET requests (1 = sequential), each chain sending its next
 request as soon as the previous response is complete. The first --warmup seconds are not counted.
 The measuring window opens at the first response completed after the warm-up and closes at the
-first one completed --secs later: requests/s and CPU seconds (time.process_time) are taken over
-exactly that window, so start-up, connection set-up and the final drain are left out. A chain stops
-at its first response after the window closed.
+first one completed --secs later: requests/s and CPU seconds (time.process_time; the kernel's
+share of them from os.times) are taken over exactly that window, so start-up, connection set-up
+and the final drain are left out. A chain stops at its first response after the window closed.
 
 Every response is checked: a status other than 200 or a body other than "Hello, world!" counts as
 `bad`; an error event or exception counts as `errors` (after which the chain waits 10 ms and goes
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -50,6 +51,7 @@ class Meter:
         self.deadline = self.close_at + 20.0
         self.w0 = self.w1 = 0.0
         self.cpu0 = self.cpu1 = 0.0
+        self.times0 = self.times1 = (0.0, 0.0)  # os.times() user, system
         self.count = 0
         self.errors = 0
         self.bad = 0
@@ -68,10 +70,10 @@ class Meter:
             return False
         if not self.w0:
             if now >= self.open_at:
-                self.w0, self.cpu0 = now, cpu()
+                self.w0, self.cpu0, self.times0 = now, cpu(), os.times()[:2]
             return True
         if now >= self.close_at:
-            self.w1, self.cpu1 = now, cpu()
+            self.w1, self.cpu1, self.times1 = now, cpu(), os.times()[:2]
             return False
         self.count += 1
         self.lat.append(now - started)
@@ -89,14 +91,16 @@ class Meter:
         """The safety net fired with `unfinished` chains still waiting."""
         self.unfinished = unfinished
         if not self.w1:
-            self.w1, self.cpu1 = perf(), cpu()
+            self.w1, self.cpu1, self.times1 = perf(), cpu(), os.times()[:2]
             if not self.w0:
-                self.w0, self.cpu0 = self.w1, self.cpu1
+                self.w0, self.cpu0, self.times0 = self.w1, self.cpu1, self.times1
 
     def report(self, impl: str, **extra: Any) -> None:
         secs = self.w1 - self.w0
         cpu_s = self.cpu1 - self.cpu0
         lat = sorted(self.lat)
+        user = self.times1[0] - self.times0[0]
+        system = self.times1[1] - self.times0[1]
 
         def pct(p: float) -> float:
             return 1000 * lat[min(len(lat) - 1, int(len(lat) * p))] if lat else float("nan")
@@ -109,6 +113,7 @@ class Meter:
             "cpu_s": round(cpu_s, 6),
             "rps": self.count / secs if secs > 0 else 0.0,
             "per_cpu_s": self.count / cpu_s if cpu_s > 0 else 0.0,
+            "kernel_share": round(system / (user + system), 3) if user + system > 0 else 0.0,
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "errors": self.errors,

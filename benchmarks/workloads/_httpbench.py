@@ -135,15 +135,29 @@ def tree(pid: int) -> list[int]:
 
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by pid and its descendants (clock ticks)."""
-    ticks = 0
+    user, system = tree_cpu_split(pid)
+    return user + system
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by pid and its descendants (clock ticks)."""
+    user = system = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
         except (OSError, IndexError, ValueError):
             pass
-    return ticks / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def kernel_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The system (kernel) part of the CPU time between two ``tree_cpu_split`` readings."""
+    user = after[0] - before[0]
+    system = after[1] - before[1]
+    return round(system / (user + system), 3) if user + system > 0 else 0.0
 
 
 def tree_rss_mib(pid: int) -> float:

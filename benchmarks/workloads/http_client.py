@@ -95,6 +95,7 @@ def measure(args, conc: int) -> dict:
         rps=got["rps"],
         p50_ms=got["p50_ms"],
         p99_ms=got["p99_ms"],
+        kernel_share=got.get("kernel_share", 0.0),
         conns=conns,
         errors=got["errors"] + got["bad"] + got["unfinished"],
         client=got,

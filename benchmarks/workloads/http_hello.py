@@ -64,11 +64,12 @@ def measure(args, mode: str) -> tuple[dict, float]:
             raise SystemExit(f"{script}: check failed ({MODES[mode]}), not measured: {problem}")
         if args.warmup > 0:
             h.wrk(url, args.conns, args.warmup, close, args.load_cpu)
-        cpu0 = h.tree_cpu_s(srv.pid)
+        split0 = h.tree_cpu_split(srv.pid)
         t0 = time.perf_counter()
         res = h.wrk(url, args.conns, args.secs, close, args.load_cpu)
         wall = time.perf_counter() - t0
-        cpu = h.tree_cpu_s(srv.pid) - cpu0
+        split1 = h.tree_cpu_split(srv.pid)
+        cpu = sum(split1) - sum(split0)
         rss = h.tree_rss_mib(srv.pid)
         if not srv.alive():
             raise SystemExit(f"{script} died under load ({MODES[mode]}): {srv.tail()}")
@@ -91,6 +92,7 @@ def measure(args, mode: str) -> tuple[dict, float]:
         non2xx=res["non2xx"],
         socket_errors=res["socket_errors"],
         server_busy=round(cpu / wall, 3) if wall > 0 else 0.0,
+        kernel_share=h.kernel_share(split0, split1),
         rss_mib=round(rss, 1),
         bytes_per_response=round(res["bytes_read"] / n, 1) if n else 0.0,
         wrk=" ".join(res["cmd"][res["cmd"].index("-t1") - 1 :]),

@@ -215,11 +215,12 @@ def measure(args, size: str, oport: int, work: Path) -> tuple[dict, float]:
         if args.warmup > 0:
             h.wrk(url, conns, args.warmup, False, args.load_cpu)
         accepts0 = h.nginx_accepts(status_url)
-        cpu0 = h.tree_cpu_s(proxy.pid)
+        split0 = h.tree_cpu_split(proxy.pid)
         t0 = time.perf_counter()
         res = h.wrk(url, conns, args.secs, False, args.load_cpu)
         wall = time.perf_counter() - t0
-        used = h.tree_cpu_s(proxy.pid) - cpu0
+        split1 = h.tree_cpu_split(proxy.pid)
+        used = sum(split1) - sum(split0)
         upstream = h.nginx_accepts(status_url) - accepts0 - 1  # less the second status request
         load = h.children_cpu_s() - load0  # the two wrk runs (the proxy is not reaped yet)
         rss = h.tree_rss_mib(proxy.pid)
@@ -247,6 +248,7 @@ def measure(args, size: str, oport: int, work: Path) -> tuple[dict, float]:
         non2xx=res["non2xx"],
         socket_errors=res["socket_errors"],
         proxy_busy=round(used / wall, 3) if wall > 0 else 0.0,
+        kernel_share=h.kernel_share(split0, split1),
         upstream_conns=upstream,
         rss_mib=round(rss, 1),
         processes=processes,
