@@ -194,6 +194,46 @@ def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
     assert sorted(disconnects) == ["client", "server"]
 
 
+def test_write_last_over_tls_sends_the_bytes_then_close_notify(loop: LoopBase, pki: Pki) -> None:
+    """write_last() over TLS is write() then close(): the bytes, close_notify and FIN, and the
+    socket stays open until the peer's FIN (no closing at once, which would skip the
+    close_notify exchange)."""
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {}
+    disconnects: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        received = bytearray()
+
+        def on_close() -> None:
+            seen["server"] = (bytes(received), conn.close_notify_received, conn.error)
+            conn.close()
+
+        conn.on("data", received.extend)
+        conn.on("close", on_close)
+        conn.on("disconnect", lambda: disconnects.append("server"))
+        conn.pause(False)
+        server.shutdown()
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("disconnect", partial(record_and_stop, loop, disconnects, "client"))
+        conn.pause(False)
+        conn.write_last(b"last words")
+        seen["open"] = conn.socket.fileno() != -1
+        try:
+            conn.write_last(b"too late")
+        except OSError:
+            seen["again_raised"] = True
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    assert seen["server"] == (b"last words", True, None)
+    assert seen["open"], "closed at once, without waiting for the peer's close_notify and FIN"
+    assert seen.get("again_raised")
+    assert sorted(disconnects) == ["client", "server"]
+
+
 def test_eof_without_close_notify_is_a_normal_close(loop: LoopBase, pki: Pki) -> None:
     """A ragged EOF (FIN with no close_notify) gives 'close' with no error, like a FIN."""
     server = tls_server(loop, pki)

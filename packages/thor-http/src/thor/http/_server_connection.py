@@ -280,12 +280,26 @@ class HttpServerConnection(EventEmitter):
         if tcp is None:
             return
         self._hold_set(self.HOLD_CLOSE)
-        self._flush()
-        self.tcp_conn = None
-        if not tcp.write_buffer_size and self._nothing_more(tcp):
-            tcp.abort()  # see _nothing_more
-        else:
+        if tcp.write_buffer_size or not self._nothing_more(tcp):
+            self._flush()
+            self.tcp_conn = None
             tcp.close()
+            return
+        # closed at once (see _nothing_more), our FIN in the same segment as the last bytes
+        out = self._out
+        self.tcp_conn = None
+        if not out:
+            tcp.abort()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        try:
+            tcp.write_last(data)
+        except OSError:
+            pass  # closed under us: the 'close' / 'disconnect' events tell the rest
+        except BufferError as exc:
+            self._refused(exc)
 
     def _nothing_more(self, tcp: TcpConnection) -> bool:
         """Whether the socket can be closed at once rather than with a lingering close.
@@ -621,9 +635,14 @@ class HttpServerConnection(EventEmitter):
             tcp.write(data)
         except OSError:
             pass  # closed under us: the 'close' / 'disconnect' events tell the rest
-        except BufferError as exc:  # far over the pause threshold: the application ignored it
-            logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
-            self._drop(ConnectError(f"output buffer full: {exc}"))
+        except BufferError as exc:
+            self._refused(exc)
+
+    def _refused(self, exc: BufferError) -> None:
+        """A write was far over the pause threshold (the application ignored 'pause'): the
+        connection is dropped."""
+        logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
+        self._drop(ConnectError(f"output buffer full: {exc}"))
 
     def _response_done(self, ex: HttpServerExchange) -> None:
         """An exchange's response is complete (called by the exchange)."""

@@ -67,6 +67,8 @@ _SHUTTING, _READ_ONLY = "shutting-output", "read-only"  # shutdown_write(): flus
 _READING = (_OPEN, _SHUTTING, _READ_ONLY)  # the states in which 'data' is delivered
 _IOV_MAX = 512
 _BLOCKING = (BlockingIOError, InterruptedError)
+#: send flag: hold a partial segment back for more (our FIN); 0 where the platform lacks it
+_MSG_MORE = int(getattr(socket, "MSG_MORE", 0))
 
 
 class TcpConnection(EventSource):
@@ -298,18 +300,23 @@ class TcpConnection(EventSource):
             self._fail_later(exc)
             return
         if sent < size:
-            if type(data) is not bytes:
-                rest: Any = bytes(memoryview(data)[sent:])
-            else:
-                rest = memoryview(data)[sent:] if sent else data
-            buffer.append(rest)
-            self._buffered = size - sent
-            self._set_mask(self._mask | FD_WRITABLE)
-            if self._buffered > self.write_bufsize and not self._output_paused:
-                self._output_paused = True
-                self.emit("pause", True)
+            self._queue_unsent(data, sent)
         if sent and self._sent_heard and self.listener_count("sent"):
             self.emit("sent")
+
+    def _queue_unsent(self, data: bytes | bytearray | memoryview, sent: int) -> None:
+        """Queue what the first send of ``data`` left (the queue was empty) and wait for the
+        socket to be writable."""
+        if type(data) is not bytes:
+            rest: Any = bytes(memoryview(data)[sent:])
+        else:
+            rest = memoryview(data)[sent:] if sent else data
+        self._buffer.append(rest)
+        self._buffered = len(data) - sent
+        self._set_mask(self._mask | FD_WRITABLE)
+        if self._buffered > self.write_bufsize and not self._output_paused:
+            self._output_paused = True
+            self.emit("pause", True)
 
     def _refused(self, size: int) -> BufferError:
         return BufferError(
@@ -389,6 +396,52 @@ class TcpConnection(EventSource):
             self._buffer.clear()
             self._buffered = 0
             self._close_socket()
+
+    def write_last(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` as the connection's last bytes and close: at once when the kernel
+        takes them all now (as ``abort()``), otherwise gracefully (as ``close()``, the rest
+        queued first).
+
+        For a writer that knows the peer sends nothing more (an HTTP server answering a
+        request that said ``Connection: close``): closing a socket with unread input resets
+        the connection (after ``data`` was sent). A small write (up to ``write_bufsize``) on
+        an empty queue is sent with MSG_MORE where the platform has it, so the kernel holds it
+        back until ``shutdown(SHUT_WR)`` sends it with our FIN in one segment: one packet
+        fewer for both ends to process.
+
+        Raises:
+            OSError: the connection is closed or closing (as ``write``).
+            BufferError: as ``write`` (nothing is sent or closed then).
+        """
+        if self._state != _OPEN:
+            raise OSError(errno.EPIPE, "connection closed")
+        size = len(data)
+        if self._buffer or self.error is not None or not _MSG_MORE or size > self.write_bufsize:
+            self.write(data)
+        elif size:
+            try:
+                sent = self.socket.send(data, _MSG_MORE)
+            except _BLOCKING:
+                sent = 0
+            except OSError as exc:
+                self._fail_later(exc)
+                self.abort()
+                return
+            if sent < size:
+                self._queue_unsent(data, sent)
+            if sent and self._sent_heard and self.listener_count("sent"):
+                self.emit("sent")
+        if self._state != _OPEN or self._buffer:
+            self.close()
+            return
+        if size:
+            # the held bytes and our FIN leave now, even if the peer did send more: the close
+            # that follows would then reset the connection and drop whatever is still held
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        self.abort()
 
     def sink(self, sink: object) -> None:
         """Send events that have no listener to ``sink.<event>(*args)`` (see EventEmitter).

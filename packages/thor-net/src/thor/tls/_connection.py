@@ -197,6 +197,12 @@ class TlsConnection(TcpConnection):
             self._output_paused = True
             self.emit("pause", True)
 
+    def write_last(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` and close gracefully: the same as ``write(data)`` then ``close()``
+        (close_notify must follow the bytes, so there is no closing at once over TLS)."""
+        self.write(data)
+        self.close()
+
     def shutdown_write(self) -> None:
         """No half-close over TLS (see the module docstring): the same as ``close()`` (send
         what is queued, close_notify, our FIN; what the peer still sends is dropped; the socket

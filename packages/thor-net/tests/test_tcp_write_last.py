@@ -1,0 +1,214 @@
+"""TcpConnection.write_last over real loopback sockets, on every loop backend: the last bytes
+and the close, at once when the kernel takes the bytes, gracefully when it does not.
+
+Each test is driven from its loop (``net`` fixture; see tcp_fixtures.py for the rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tcp_fixtures as tf
+from tcp_fixtures import KIB, Net, block
+
+from thor.tcp import TcpConnection
+
+
+@pytest.fixture(params=tf.BACKENDS)
+def net(request: pytest.FixtureRequest) -> Iterator[Net]:
+    yield from tf.open_net(request.param)
+
+
+def read_all(conn: TcpConnection, into: Any, on_eof: Any) -> None:
+    """Read ``conn`` into ``into`` (a bytearray or a hash); at the peer's FIN call
+    ``on_eof()`` and close our side."""
+
+    def eof() -> None:
+        on_eof()
+        conn.close()
+
+    conn.on("data", into.extend if isinstance(into, bytearray) else into.update)
+    conn.on("close", eof)
+    conn.pause(False)
+
+
+def fill_kernel(conn: TcpConnection) -> int:
+    """Send to ``conn``'s socket directly (thor's queue stays empty) until the kernel takes
+    no more, the peer not reading. Returns the number of bytes the kernel took."""
+    total = 0
+    while True:
+        try:
+            total += conn.socket.send(b"k" * (64 * KIB))
+        except BlockingIOError:
+            return total
+
+
+@pytest.mark.parametrize("host", tf.HOSTS)
+def test_the_last_bytes_arrive_and_the_socket_closes_at_once(net: Net, host: bytes) -> None:
+    log: list[str] = []
+    received = bytearray()
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.on("sent", lambda: log.append("sent"))
+        writer.on("close", lambda: log.append("close"))
+        writer.on("disconnect", lambda: log.append("disconnect"))
+        writer.write(b"first, ")
+        writer.write_last(b"last words")
+        st["log"] = list(log)
+        st["socket_closed"] = writer.socket.fileno() == -1
+        try:
+            writer.write_last(b"again")
+        except OSError:
+            st["again_raised"] = True
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready, host)
+    net.run()
+    assert received == b"first, last words"
+    assert st["log"] == ["sent", "sent", "disconnect"], "not sent, then closed at once"
+    assert st["socket_closed"]
+    assert st.get("again_raised"), "write_last() on a closed connection did not raise"
+    assert log == ["sent", "sent", "disconnect"]
+
+
+def test_the_last_bytes_leave_before_a_reset_for_unread_input(net: Net) -> None:
+    """The peer sent bytes nobody read: closing the socket resets the connection, but the
+    last bytes were on their way before that (none held back by the kernel for our FIN)."""
+    server = net.server()
+    peer = net.raw_connect(b"127.0.0.1", server.port)
+    peer.sendall(b"never read")
+    st: dict[str, Any] = {}
+
+    def arrived(conn: TcpConnection) -> None:
+        def answer() -> None:
+            conn.write_last(b"the answer")
+            st["closed"] = conn.socket.fileno() == -1
+            net.done()
+
+        net.when(lambda: tf.has_unread(conn.socket), answer)
+
+    server.on("connect", arrived)
+    net.run()
+    assert st["closed"]
+    got = bytearray()
+    try:
+        while chunk := peer.recv(100):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    assert got == b"the answer"
+
+
+def test_nothing_last_closes_at_once(net: Net) -> None:
+    log: list[str] = []
+    received = bytearray()
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.on("disconnect", lambda: log.append("disconnect"))
+        writer.write_last(b"")
+        log.append("returned")
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready)
+    net.run()
+    assert log == ["disconnect", "returned"]
+    assert received == b""
+
+
+def test_bytes_the_kernel_refuses_now_are_queued_and_closed_gracefully(net: Net) -> None:
+    """The queue is empty but the kernel is full: the last bytes wait in thor's queue, and the
+    connection closes as ``close()`` does, once the peer has read them."""
+    log: list[str] = []
+    received = bytearray()
+    last = block(7, 16 * KIB)
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        st["filled"] = fill_kernel(writer)
+        writer.on("disconnect", lambda: log.append("writer disconnect"))
+        writer.write_last(last)
+        st["queued"] = writer.write_buffer_size
+        st["open"] = writer.socket.fileno() != -1
+
+        def eof() -> None:
+            st["log_at_eof"] = list(log)
+            reader.close()
+            net.done(0.05)
+
+        reader.on("data", received.extend)
+        reader.on("close", eof)
+        net.later(0.05, reader.pause, False)
+
+    net.pair(ready)
+    net.run(timeout=10.0)
+    assert st["queued"] == len(last), "the kernel took the last bytes: nothing was tested"
+    assert st["open"], "closed at once with bytes still queued"
+    assert len(received) == st["filled"] + len(last)
+    assert received.endswith(last)
+    assert st["log_at_eof"] == [], "the writer disconnected before the peer's FIN"
+    assert log == ["writer disconnect"]
+
+
+def test_after_queued_writes_the_last_bytes_follow_them(net: Net) -> None:
+    sent, received = hashlib.sha256(), hashlib.sha256()
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        index = 0
+        while not writer.write_buffer_size:  # until thor queues
+            chunk = block(index)
+            writer.write(chunk)
+            sent.update(chunk)
+            index += 1
+        last = block(index, 8 * KIB)
+        writer.write_last(last)
+        sent.update(last)
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready)
+    net.run(timeout=10.0)
+    assert received.digest() == sent.digest()
+
+
+def test_a_last_write_over_the_hard_limit_is_refused_and_leaves_the_connection_open(
+    net: Net,
+) -> None:
+    st: dict[str, Any] = {}
+    received = bytearray()
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.max_write_buffer_size = 1000
+        writer.write_bufsize = 100
+        try:
+            writer.write_last(b"x" * 2000)
+        except BufferError:
+            st["refused"] = True
+        st["still_open"] = writer.socket.fileno() != -1
+        writer.write_last(b"small")
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready)
+    net.run()
+    assert st.get("refused")
+    assert st["still_open"]
+    assert received == b"small"
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_write_last_after_close_or_abort_raises_oserror(net: Net, how: str) -> None:
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        getattr(writer, how)()
+        try:
+            writer.write_last(b"too late")
+        except OSError as exc:
+            st["error"] = exc
+        net.done()
+
+    net.pair(ready)
+    net.run()
+    assert isinstance(st.get("error"), OSError)
