@@ -301,8 +301,8 @@ class TcpConnection(EventSource):
             return
         if sent < size:
             self._queue_unsent(data, sent)
-        if sent and self._sent_heard and self.listener_count("sent"):
-            self.emit("sent")
+        if sent and self._sent_heard:
+            self._emit_sent()
 
     def _queue_unsent(self, data: bytes | bytearray | memoryview, sent: int) -> None:
         """Queue what the first send of ``data`` left (the queue was empty) and wait for the
@@ -429,8 +429,8 @@ class TcpConnection(EventSource):
                 return
             if sent < size:
                 self._queue_unsent(data, sent)
-            if sent and self._sent_heard and self.listener_count("sent"):
-                self.emit("sent")
+            if sent and self._sent_heard:
+                self._emit_sent()
         if self._state != _OPEN or self._buffer:
             self.close()
             return
@@ -454,6 +454,12 @@ class TcpConnection(EventSource):
         super().sink(sink)
         reader = getattr(sink, "data", None) if sink is not None else None
         self._reader = reader if reader is not None and not self.listener_count("data") else None
+
+    def _emit_sent(self) -> None:
+        """Bytes reached the socket: ``'sent'``, if anyone listens (the writes call this only
+        once a ``'sent'`` listener was added, see ``_listener_added``)."""
+        if self.listener_count("sent"):
+            self.emit("sent")
 
     def _listener_added(self, event: str) -> None:
         if event == "data":
@@ -630,8 +636,8 @@ class TcpConnection(EventSource):
         if self._output_paused and self._buffered <= self.write_bufsize // 2:
             self._output_paused = False
             self.emit("pause", False)
-        if self._sent_heard and self.listener_count("sent"):
-            self.emit("sent")
+        if self._sent_heard:
+            self._emit_sent()
 
     def _drain_discarding(self) -> None:
         """After our close(): read and drop what the peer still sends, until its FIN."""

@@ -182,8 +182,8 @@ class TlsConnection(TcpConnection):
             except OSError as exc:
                 self._fail_later(exc)
                 return
-            if self._sent_heard and self.listener_count("sent"):
-                self.emit("sent")
+            if self._sent_heard:
+                self._emit_sent()
             return
         # Nothing queued, but more than one write's worth: through the queue, which splits it,
         # sending pieces while the socket takes them (only what it refuses stays queued)
