@@ -7,6 +7,7 @@ Each test is driven from its loop (``net`` fixture; see tcp_fixtures.py for the 
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,3 +213,116 @@ def test_write_last_after_close_or_abort_raises_oserror(net: Net, how: str) -> N
     net.pair(ready)
     net.run()
     assert isinstance(st.get("error"), OSError)
+
+
+class RecordingSocket(socket.socket):
+    """A socket that records the flags of its sends and its shutdowns."""
+
+    calls: list[tuple[str, int]]
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.calls.append(("send", flags))
+        return super().send(data, flags)
+
+    def shutdown(self, how: int) -> None:
+        self.calls.append(("shutdown", how))
+        super().shutdown(how)
+
+
+def recording(conn: TcpConnection) -> RecordingSocket:
+    """Put ``conn``'s descriptor in a RecordingSocket (the connection uses that from now)."""
+    plain = conn.socket
+    sock = RecordingSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+    sock.calls = []
+    conn.socket = sock
+    return sock
+
+
+@pytest.mark.skipif(not hasattr(socket, "MSG_MORE"), reason="no MSG_MORE on this platform")
+def test_a_small_last_write_is_held_for_the_fin(net: Net) -> None:
+    """One send with MSG_MORE, then the shutdown that sends it with our FIN."""
+    received = bytearray()
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        sock = recording(writer)
+        writer.write_last(b"last words")
+        st["calls"] = list(sock.calls)
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready)
+    net.run()
+    assert st["calls"] == [("send", socket.MSG_MORE), ("shutdown", socket.SHUT_WR)]
+    assert received == b"last words"
+
+
+def test_a_sent_listener_that_aborts_does_not_lose_the_held_bytes(net: Net) -> None:
+    """'sent' comes once the bytes are pushed: a listener that aborts then (with unread input:
+    a reset) does not drop them."""
+    server = net.server()
+    peer = net.raw_connect(b"127.0.0.1", server.port)
+    peer.sendall(b"never read")
+    log: list[str] = []
+
+    def arrived(conn: TcpConnection) -> None:
+        def answer() -> None:
+            conn.on("sent", lambda: (log.append("sent"), conn.abort()))
+            conn.on("disconnect", lambda: log.append("disconnect"))
+            conn.write_last(b"the answer")
+            net.done()
+
+        net.when(lambda: tf.has_unread(conn.socket), answer)
+
+    server.on("connect", arrived)
+    net.run()
+    assert log == ["sent", "disconnect"]
+    got = bytearray()
+    try:
+        while chunk := peer.recv(100):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    assert got == b"the answer"
+
+
+def test_a_failed_last_send_closes_from_the_loop_with_close(net: Net) -> None:
+    """The peer reset the connection before our last write: the send fails, and the failure
+    is reported as any write's is (``error``, then 'disconnect' and 'close' from the loop)."""
+    server = net.server()
+    peer = net.raw_connect(b"127.0.0.1", server.port)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.close()  # a reset
+    log: list[str] = []
+    st: dict[str, Any] = {}
+
+    def arrived(conn: TcpConnection) -> None:
+        conn.on("disconnect", lambda: log.append("disconnect"))
+        conn.on("close", lambda: (log.append("close"), net.done(0.05)))
+        conn.write_last(b"too late")
+        st["log_at_return"] = list(log)
+        st["error"] = conn.error
+
+    server.on("connect", arrived)
+    net.run()
+    assert st["log_at_return"] == []
+    assert isinstance(st["error"], OSError)
+    assert sorted(log) == ["close", "disconnect"]
+
+
+def test_bytes_held_by_defer_writes_go_first_and_the_close_is_at_once(net: Net) -> None:
+    received = bytearray()
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        writer.defer_writes = True
+        writer.write(b"held, ")
+        st["held"] = writer.write_buffer_size
+        writer.write_last(b"then the last")
+        st["closed"] = writer.socket.fileno() == -1
+        read_all(reader, received, lambda: net.done(0.05))
+
+    net.pair(ready)
+    net.run()
+    assert st["held"] == len(b"held, "), "defer_writes held nothing: nothing was tested"
+    assert st["closed"]
+    assert received == b"held, then the last"

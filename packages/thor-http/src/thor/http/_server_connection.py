@@ -307,14 +307,16 @@ class HttpServerConnection(EventEmitter):
         A lingering close (``TcpConnection.close``: our FIN, then wait for the peer's, reading
         and dropping what it still sends) is there so that a client which sent more than we
         read (pipelined requests after a ``Connection: close`` one, the rest of a body) does
-        not get a reset that destroys our response in its receive buffer. When everything we
-        wrote is in the kernel already and nothing more from the client is waiting (the parser
-        holds nothing, the socket has nothing to read), closing the socket at once is as safe,
-        and saves a poll round trip, two system calls and a timer per connection (as nginx's
-        ``lingering_close on`` heuristic does). When the client's own last request said it was
-        its last (``Connection: close``, or HTTP/1.0 without keep-alive) and was read whole,
-        the client may send nothing more (RFC 9112 §9.6), and the socket is not even looked
-        at. Plain TCP only: TLS sends close_notify first.
+        not get a reset that destroys our response in its receive buffer. When nothing more
+        from the client is waiting (the parser holds nothing, the socket has nothing to read),
+        closing the socket as soon as the kernel took our last bytes (``write_last``, which
+        closes gracefully when it does not) is as safe, and saves a poll round trip, two
+        system calls and a timer per connection (as nginx's ``lingering_close on`` heuristic
+        does). When the client's own last request said it was its last (``Connection:
+        close``, or HTTP/1.0 without keep-alive) and was read whole, the client may send
+        nothing more (RFC 9112 §9.6), and the socket is not even looked at: a client that
+        sends more anyway gets a reset, which can cut a large response short. Plain TCP only:
+        TLS sends close_notify first.
         """
         sock = tcp.socket
         if type(sock) is not socket.socket or self._parser.take_buffered():

@@ -403,11 +403,13 @@ class TcpConnection(EventSource):
         queued first).
 
         For a writer that knows the peer sends nothing more (an HTTP server answering a
-        request that said ``Connection: close``): closing a socket with unread input resets
-        the connection (after ``data`` was sent). A small write (up to ``write_bufsize``) on
-        an empty queue is sent with MSG_MORE where the platform has it, so the kernel holds it
-        back until ``shutdown(SHUT_WR)`` sends it with our FIN in one segment: one packet
-        fewer for both ends to process.
+        request that said ``Connection: close``). Our FIN goes out (``shutdown(SHUT_WR)``)
+        before the socket is closed, but a close with unread input still resets the
+        connection, and the reset drops whatever TCP had not transmitted yet (a large write
+        held back by the congestion or receive window). A small write (up to
+        ``write_bufsize``) on an empty queue is sent with MSG_MORE where the platform has it
+        (Linux), so the kernel holds its last segment back until the shutdown, which sends it
+        with our FIN: one packet fewer for both ends to process.
 
         Raises:
             OSError: the connection is closed or closing (as ``write``).
@@ -416,31 +418,34 @@ class TcpConnection(EventSource):
         if self._state != _OPEN:
             raise OSError(errno.EPIPE, "connection closed")
         size = len(data)
+        held = 0  # bytes sent with MSG_MORE: 'sent' is emitted once they are pushed
         if self._buffer or self.error is not None or not _MSG_MORE or size > self.write_bufsize:
             self.write(data)
+            self.flush()  # (what defer_writes holds is offered to the kernel now)
         elif size:
             try:
-                sent = self.socket.send(data, _MSG_MORE)
+                held = self.socket.send(data, _MSG_MORE)
             except _BLOCKING:
-                sent = 0
+                pass
             except OSError as exc:
-                self._fail_later(exc)
-                self.abort()
+                self._fail_later(exc)  # closed from the loop, with 'close' (see _fail)
                 return
-            if sent < size:
-                self._queue_unsent(data, sent)
-            if sent and self._sent_heard:
+            if held < size:
+                self._queue_unsent(data, held)
+        if self.error is not None or self._state != _OPEN:
+            return  # failing (closed from the loop), or a listener closed it
+        if self._buffer:
+            if held and self._sent_heard:
                 self._emit_sent()
-        if self._state != _OPEN or self._buffer:
             self.close()
             return
         if size:
-            # the held bytes and our FIN leave now, even if the peer did send more: the close
-            # that follows would then reset the connection and drop whatever is still held
             try:
                 self.socket.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        if held and self._sent_heard:
+            self._emit_sent()
         self.abort()
 
     def sink(self, sink: object) -> None:
