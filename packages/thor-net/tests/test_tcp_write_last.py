@@ -36,6 +36,18 @@ def read_all(conn: TcpConnection, into: Any, on_eof: Any) -> None:
     conn.pause(False)
 
 
+def read_to_the_end(peer: socket.socket) -> bytes:
+    """What ``peer`` (a blocking socket) receives until the connection's end: EOF, or a reset
+    after the bytes."""
+    got = bytearray()
+    try:
+        while chunk := peer.recv(100):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    return bytes(got)
+
+
 def fill_kernel(conn: TcpConnection) -> int:
     """Send to ``conn``'s socket directly (thor's queue stays empty) until the kernel takes
     no more, the peer not reading. Returns the number of bytes the kernel took."""
@@ -95,13 +107,7 @@ def test_the_last_bytes_leave_before_a_reset_for_unread_input(net: Net) -> None:
     server.on("connect", arrived)
     net.run()
     assert st["closed"]
-    got = bytearray()
-    try:
-        while chunk := peer.recv(100):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    assert got == b"the answer"
+    assert read_to_the_end(peer) == b"the answer"
 
 
 def test_nothing_last_closes_at_once(net: Net) -> None:
@@ -276,13 +282,7 @@ def test_a_sent_listener_that_aborts_does_not_lose_the_held_bytes(net: Net) -> N
     server.on("connect", arrived)
     net.run()
     assert log == ["sent", "disconnect"]
-    got = bytearray()
-    try:
-        while chunk := peer.recv(100):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    assert got == b"the answer"
+    assert read_to_the_end(peer) == b"the answer"
 
 
 def test_a_failed_last_send_closes_from_the_loop_with_close(net: Net) -> None:

@@ -286,20 +286,11 @@ class HttpServerConnection(EventEmitter):
             tcp.close()
             return
         # closed at once (see _nothing_more), our FIN in the same segment as the last bytes
-        out = self._out
-        self.tcp_conn = None
-        if not out:
+        if self._out:
+            self._flush(last=True)
+        else:
             tcp.abort()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_size = 0
-        try:
-            tcp.write_last(data)
-        except OSError:
-            pass  # closed under us: the 'close' / 'disconnect' events tell the rest
-        except BufferError as exc:
-            self._refused(exc)
+        self.tcp_conn = None
 
     def _nothing_more(self, tcp: TcpConnection) -> bool:
         """Whether the socket can be closed at once rather than with a lingering close.
@@ -622,8 +613,9 @@ class HttpServerConnection(EventEmitter):
             self._flush_queued = True
             self.server._flush_soon(self)
 
-    def _flush(self) -> None:
-        """Write what the batch produced, in one write."""
+    def _flush(self, last: bool = False) -> None:
+        """Write what the batch produced, in one write; with ``last``, as the connection's
+        last bytes (``TcpConnection.write_last``: the connection is closed then)."""
         out = self._out
         if not out:
             return
@@ -634,17 +626,15 @@ class HttpServerConnection(EventEmitter):
         if tcp is None:
             return
         try:
-            tcp.write(data)
+            if last:
+                tcp.write_last(data)
+            else:
+                tcp.write(data)
         except OSError:
             pass  # closed under us: the 'close' / 'disconnect' events tell the rest
-        except BufferError as exc:
-            self._refused(exc)
-
-    def _refused(self, exc: BufferError) -> None:
-        """A write was far over the pause threshold (the application ignored 'pause'): the
-        connection is dropped."""
-        logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
-        self._drop(ConnectError(f"output buffer full: {exc}"))
+        except BufferError as exc:  # far over the pause threshold: the application ignored it
+            logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
+            self._drop(ConnectError(f"output buffer full: {exc}"))
 
     def _response_done(self, ex: HttpServerExchange) -> None:
         """An exchange's response is complete (called by the exchange)."""
