@@ -11,13 +11,16 @@ client's FIN).
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import TYPE_CHECKING
 
 import http_server_support as support
+import pytest
 
 from thor.http.server import HttpServer, HttpServerExchange
+from thor.tcp import TcpConnection
 
 if TYPE_CHECKING:
     from http_server_support import Harness, RawHeaders
@@ -198,3 +201,39 @@ def test_an_oversized_closing_upload_gets_its_413_not_a_reset(harness: Harness) 
 
     answer = harness.client(client)
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.parametrize("head", [CLOSE_GET, GET], ids=["closing", "keep-alive"])
+def test_a_response_over_the_hard_write_limit_drops_the_connection(
+    harness: Harness,
+    head: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Output the socket refuses (more than ``max_write_buffer_size`` at once) drops the
+    connection with a warning, whether it goes out as the connection's last bytes (a closing
+    request's response: ``write_last``) or through the ordinary flush."""
+    monkeypatch.setattr(TcpConnection, "max_write_buffer_size", 1000)
+    monkeypatch.setattr(TcpConnection, "write_bufsize", 100)
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def done(trailers: RawHeaders) -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"3000")])
+            exchange.response_body(b"x" * 3000)
+            exchange.response_done([])
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> tuple[bytes, bool]:
+        sock = harness.connect(server)
+        sock.sendall(head)
+        answer = support.recv_until_close(sock, 3.0)
+        return answer, wait_for(lambda: active(server) == 0)
+
+    with caplog.at_level(logging.WARNING):
+        answer, gone = harness.client(client)
+    assert answer == b""
+    assert gone
+    assert any("output refused" in record.getMessage() for record in caplog.records)
