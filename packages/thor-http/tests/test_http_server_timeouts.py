@@ -57,6 +57,8 @@ def test_slowloris_head_is_dropped_while_others_are_served(harness: Harness) -> 
 
 
 def test_a_connection_that_sends_nothing_is_dropped(harness: Harness) -> None:
+    # (with defer_accept, the default, the kernel hands it over after about a second of
+    # silence; request_head_timeout counts from then)
     server = harness.server(support.hello_handler(), request_head_timeout=0.3, **FAST)
 
     def client() -> bool:
@@ -207,7 +209,10 @@ def test_graceful_shutdown_finishes_an_in_flight_exchange(harness: Harness) -> N
 
         exchange.on("request_done", done)
 
-    server = harness.server(handler)
+    # defer_accept off: the idle connection sends nothing, and with the deferral the kernel
+    # would keep it from the server (a connection still in the kernel's SYN queue when the
+    # listener closes gets a reset once it speaks, as one left in the listen queue does)
+    server = harness.server(handler, defer_accept=0)
     server.on("stop", lambda: (events.append("stop"), harness.loop.stop()))
 
     def client() -> tuple[bytes, bool]:

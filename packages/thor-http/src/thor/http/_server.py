@@ -126,6 +126,14 @@ class HttpServer(EventEmitter):
             full, it is emptied and learnt again (64).
         max_known_request_size: bytes of a head that may become known: a read is looked up
             only when it is no longer than this (2048).
+        defer_accept: the kernel hands the server a connection once its first bytes have
+            arrived, or after about this many seconds of silence (``TcpServer.defer_accept``:
+            Linux's TCP_DEFER_ACCEPT, as nginx's ``deferred`` and Apache's ``AcceptFilter``).
+            A connection then arrives with its request, which saves the server a wake-up and
+            a poll registration per connection. ``request_head_timeout`` counts from the
+            handover; a silent connection waits in the kernel's SYN queue until then.
+            Elsewhere, and with a ``tcp_server_class`` that has no ``defer_accept``, it does
+            nothing. 0 or None: connections are handed over as soon as they are made (1).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -157,6 +165,7 @@ class HttpServer(EventEmitter):
     proxy_protocol: bool = False
     max_known_requests: int = 64
     max_known_request_size: int = 2048
+    defer_accept: float | None = 1
 
     def __init__(
         self,
@@ -237,6 +246,9 @@ class HttpServer(EventEmitter):
             self.tcp_server = self.tcp_server_class(host, port, **options)
         self.tcp_server.on("start", self._on_start)
         self.tcp_server.on("connect", self.handle_conn)
+        defer = getattr(self.tcp_server, "defer_accept", None)
+        if self.defer_accept and callable(defer):
+            defer(self.defer_accept)
 
     def _proxy_header_timeout(self) -> float | None:
         """Seconds a PROXY protocol header has to arrive: ``request_head_timeout``, else

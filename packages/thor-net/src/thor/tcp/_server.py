@@ -9,6 +9,7 @@ still-readable listening socket.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,41 @@ class TcpServer(EventSource):
             self.emit("connect", conn)
         finally:
             conn._watch()
+
+    def defer_accept(self, seconds: float) -> bool:
+        """Have the kernel hand over a connection only once its first bytes have arrived, or
+        after about ``seconds`` of silence from it; 0 turns that off again. For protocols
+        whose client speaks first (HTTP, TLS, a PROXY header): the connection then arrives with
+        its request to read, which saves a wake-up and a poll registration per connection.
+
+        Linux's TCP_DEFER_ACCEPT: the kernel rounds ``seconds`` up to its SYN-ACK retransmission
+        schedule (1, 3, 7, 15... seconds), and a connection that stays silent is handed over at
+        the retransmission after that. Until then it is in the kernel's SYN queue, not counted
+        in ``active_connections`` nor ``max_connections``.
+
+        Returns:
+            True when set; False where the platform or the socket (a Unix socket) has no such
+            option, or the server has stopped listening.
+
+        Raises:
+            ValueError: ``seconds`` is negative or not a number.
+        """
+        given: object = seconds
+        if (
+            isinstance(given, bool)
+            or not isinstance(given, (int, float))
+            or not 0 <= given < math.inf  # (NaN too)
+        ):
+            raise ValueError(f"defer_accept needs seconds >= 0, not {seconds!r}")
+        option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+        sock = self.sock
+        if option is None or sock is None:
+            return False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, min(math.ceil(seconds), 2**31 - 1))
+        except OSError:  # not TCP (a Unix socket)
+            return False
+        return True
 
     def shutdown(self) -> None:
         """Stop listening and close the listening socket; emit ``'stop'``. Open connections
