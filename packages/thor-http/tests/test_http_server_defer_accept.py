@@ -57,10 +57,61 @@ def test_on_by_default_and_requests_are_served(harness: Harness) -> None:
 
 
 @linux_only
-@pytest.mark.parametrize("off", [0, None])
-def test_zero_or_none_leaves_it_off(harness: Harness, off: Any) -> None:
-    server = harness.server(support.hello_handler(), defer_accept=off)
-    assert deferral(server) == 0
+def test_the_seconds_reach_the_socket(harness: Harness) -> None:
+    server = harness.server(support.hello_handler(), defer_accept=3)
+    assert deferral(server) >= 3
+
+
+@linux_only
+@pytest.mark.parametrize(("setting", "left"), [(0, False), (None, True)])
+def test_zero_turns_it_off_and_none_leaves_a_given_socket_as_it_is(
+    harness: Harness, setting: Any, left: bool
+) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    server = type("Server", (HttpServer,), {"defer_accept": setting})(
+        b"127.0.0.1", 0, harness.loop, sock=listener
+    )
+    harness.servers.append(server)
+    assert (deferral(server) >= 5) is left
+    fresh = harness.server(support.hello_handler(), defer_accept=setting)  # a socket of its own
+    assert deferral(fresh) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "1", True])
+def test_a_bad_setting_is_a_value_error_before_anything_listens(harness: Harness, bad: Any) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    with pytest.raises(ValueError, match="defer_accept") as info:
+        type("Server", (HttpServer,), {"defer_accept": bad})(
+            b"127.0.0.1", 0, harness.loop, sock=listener
+        )
+    assert repr(bad) in str(info.value)
+    assert listener.fileno() != -1  # the given socket is untouched: still open
+    listener.close()
+
+
+@linux_only
+def test_a_silent_connection_held_at_a_graceful_shutdown_never_reaches_the_server(
+    harness: Harness,
+) -> None:
+    """The documented trade-off: the kernel drops a connection it still holds when the
+    listener closes, without a packet; the client learns of it when it sends (a reset)."""
+    server = harness.server(support.hello_handler(), defer_accept=3)
+    server.on("stop", harness.loop.stop)
+    silent = harness.connect(server)  # the client's side is connected at once
+    harness.later(0.2, server.graceful_shutdown)
+    harness.run(5, "the server did not stop")
+    assert not harness.exchanges and not server.connections
+    silent.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    silent.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        while silent.recv(65536):
+            pass
 
 
 @linux_only

@@ -19,12 +19,14 @@ at all. Timeouts therefore fire up to one ``sweep_interval`` late.
 Shutdown: ``shutdown()`` stops listening and emits ``'stop'`` at once (connections carry on).
 ``graceful_shutdown()`` stops listening, closes idle connections, lets every request already
 received be answered (with ``Connection: close``), closes each connection after its last
-response, and emits ``'stop'`` once every connection is closed.
+response, and emits ``'stop'`` once every connection is closed. (A connection the kernel still
+holds for ``defer_accept`` when the listener closes never reaches the server.)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -127,13 +129,17 @@ class HttpServer(EventEmitter):
         max_known_request_size: bytes of a head that may become known: a read is looked up
             only when it is no longer than this (2048).
         defer_accept: the kernel hands the server a connection once its first bytes have
-            arrived, or after about this many seconds of silence (``TcpServer.defer_accept``:
-            Linux's TCP_DEFER_ACCEPT, as nginx's ``deferred`` and Apache's ``AcceptFilter``).
-            A connection then arrives with its request, which saves the server a wake-up and
-            a poll registration per connection. ``request_head_timeout`` counts from the
-            handover; a silent connection waits in the kernel's SYN queue until then.
+            arrived, or after this many seconds of silence, rounded up to 1, 3, 7, 15...
+            (``TcpServer.defer_accept``: Linux's TCP_DEFER_ACCEPT, as nginx's ``deferred``
+            and Apache's ``AcceptFilter``). A connection then arrives with its request, so a
+            ``Connection: close`` exchange costs the server no extra wake-up and no poll
+            registration. ``request_head_timeout`` counts from the handover; until then a
+            silent connection waits in the kernel's SYN queue, and if the server stops
+            listening meanwhile (``shutdown``, ``graceful_shutdown``) it is dropped without a
+            packet: its client gets a reset when it sends its request. 0 turns it off; None
+            leaves the listening socket as it is (one given as ``sock`` may have it set).
             Elsewhere, and with a ``tcp_server_class`` that has no ``defer_accept``, it does
-            nothing. 0 or None: connections are handed over as soon as they are made (1).
+            nothing. Read when the server is made (1).
 
     Events:
         start (): the server is listening, on the loop's first turn; once.
@@ -179,6 +185,15 @@ class HttpServer(EventEmitter):
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         EventEmitter.__init__(self)
+        defer_accept: object = self.defer_accept
+        if defer_accept is not None and (  # checked before the server listens
+            isinstance(defer_accept, bool)
+            or not isinstance(defer_accept, (int, float))
+            or not 0 <= defer_accept < math.inf
+        ):
+            raise ValueError(
+                f"defer_accept needs a finite number of seconds >= 0 or None, not {defer_accept!r}"
+            )
         self.loop: LoopBase = loop or get_default_loop()
         self.connections: set[HttpServerConnection] = set()
         self.shutting_down = False
@@ -244,11 +259,11 @@ class HttpServer(EventEmitter):
             if reuse_port:
                 options["reuse_port"] = True
             self.tcp_server = self.tcp_server_class(host, port, **options)
+        defer = getattr(self.tcp_server, "defer_accept", None)
+        if defer_accept is not None and callable(defer):
+            defer(defer_accept)
         self.tcp_server.on("start", self._on_start)
         self.tcp_server.on("connect", self.handle_conn)
-        defer = getattr(self.tcp_server, "defer_accept", None)
-        if self.defer_accept and callable(defer):
-            defer(self.defer_accept)
 
     def _proxy_header_timeout(self) -> float | None:
         """Seconds a PROXY protocol header has to arrive: ``request_head_timeout``, else

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["TcpServer"]
 
 _BLOCKING = (BlockingIOError, InterruptedError)
+#: setsockopt(IPPROTO_TCP, ...) on a socket that is not TCP (a Unix socket)
+_NOT_TCP = frozenset(
+    getattr(errno, name) for name in ("EOPNOTSUPP", "ENOPROTOOPT") if hasattr(errno, name)
+)
 
 #: accept() failures that concern one incoming connection only: skip it and go on
 TRANSIENT_ACCEPT_ERRORS = frozenset(
@@ -175,21 +179,26 @@ class TcpServer(EventSource):
 
     def defer_accept(self, seconds: float) -> bool:
         """Have the kernel hand over a connection only once its first bytes have arrived, or
-        after about ``seconds`` of silence from it; 0 turns that off again. For protocols
-        whose client speaks first (HTTP, TLS, a PROXY header): the connection then arrives with
-        its request to read, which saves a wake-up and a poll registration per connection.
+        after some ``seconds`` of silence from it; 0 turns that off again. For protocols whose
+        client speaks first (HTTP, TLS, a PROXY header): the connection then arrives with its
+        first bytes to read, so one that is answered and closed in its ``'connect'`` listener
+        costs no extra wake-up and no poll registration.
 
         Linux's TCP_DEFER_ACCEPT: the kernel rounds ``seconds`` up to its SYN-ACK retransmission
-        schedule (1, 3, 7, 15... seconds), and a connection that stays silent is handed over at
-        the retransmission after that. Until then it is in the kernel's SYN queue, not counted
-        in ``active_connections`` nor ``max_connections``.
+        schedule (1, 3, 7, 15... seconds) and hands a silent connection over when the client
+        answers the SYN-ACK it sends again at the end of that time (one that never answers is
+        dropped after ``tcp_synack_retries``). Until then the connection is in the kernel's SYN
+        queue (at most ``backlog`` of them; SYN cookies or dropped SYNs beyond), not counted in
+        ``active_connections`` nor ``max_connections``, and when the listener closes it is
+        dropped without a packet: the client learns of it, by a reset, only when it sends.
 
         Returns:
             True when set; False where the platform or the socket (a Unix socket) has no such
             option, or the server has stopped listening.
 
         Raises:
-            ValueError: ``seconds`` is negative or not a number.
+            ValueError: ``seconds`` is not a finite number >= 0.
+            OSError: the kernel refused the option for another reason.
         """
         given: object = seconds
         if (
@@ -197,15 +206,17 @@ class TcpServer(EventSource):
             or not isinstance(given, (int, float))
             or not 0 <= given < math.inf  # (NaN too)
         ):
-            raise ValueError(f"defer_accept needs seconds >= 0, not {seconds!r}")
+            raise ValueError(f"defer_accept needs a finite number of seconds >= 0, not {seconds!r}")
         option = getattr(socket, "TCP_DEFER_ACCEPT", None)
         sock = self.sock
         if option is None or sock is None:
             return False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, option, min(math.ceil(seconds), 2**31 - 1))
-        except OSError:  # not TCP (a Unix socket)
-            return False
+        except OSError as exc:
+            if exc.errno in _NOT_TCP:
+                return False
+            raise
         return True
 
     def shutdown(self) -> None:
