@@ -179,6 +179,7 @@ class HttpServerConnection(EventEmitter):
         "_held_size",
         "_hold",
         "_in_batch",
+        "_in_read",
         "_known",
         "_listening",
         "_mark",
@@ -212,6 +213,7 @@ class HttpServerConnection(EventEmitter):
         self._out: list[bytes] = []
         self._out_size = 0
         self._in_batch = False
+        self._in_read = False  # processing bytes just read (not a resume): the socket is drained
         self._hold = 0
         self._tcp_paused = True  # TcpConnections start paused
         self._out_paused = False
@@ -304,15 +306,17 @@ class HttpServerConnection(EventEmitter):
         closes gracefully when it does not) is as safe, and saves a poll round trip, two
         system calls and a timer per connection (as nginx's ``lingering_close on`` heuristic
         does). When the client's own last request said it was its last (``Connection:
-        close``, or HTTP/1.0 without keep-alive) and was read whole, the client may send
-        nothing more (RFC 9112 §9.6), and the socket is not even looked at: a client that
-        sends more anyway gets a reset, which can cut a large response short. Plain TCP only:
-        TLS sends close_notify first.
+        close``, or HTTP/1.0 without keep-alive), was read whole, and is answered while the
+        read that brought it is processed, the socket is not even looked at: it was read
+        empty a moment ago, and the client may send nothing more (RFC 9112 §9.6). An answer
+        made later looks first, since a client that sent more meanwhile anyway would get a
+        reset, which destroys what of the response it has not read yet (its whole tail,
+        when its receive window is small). Plain TCP only: TLS sends close_notify first.
         """
         sock = tcp.socket
         if type(sock) is not socket.socket or self._parser.take_buffered():
             return False
-        if self._client_done and self._reading is None:
+        if self._client_done and self._reading is None and self._in_read:
             return True
         try:
             return not sock.recv(1, _PEEK_FLAGS)
@@ -340,7 +344,7 @@ class HttpServerConnection(EventEmitter):
         if self._hold:
             self._held_input(data)
             return
-        self._in_batch = True
+        self._in_batch = self._in_read = True
         parser = self._parser
         idle = parser._state == HEAD_STATE and not parser._buf  # (parser.idle, inlined)
         request = None
@@ -356,7 +360,7 @@ class HttpServerConnection(EventEmitter):
             parser.header_length = len(data)
             parser.transfer_length = 0
             self._known_request(request)
-            self._in_batch = False
+            self._in_batch = self._in_read = False
         else:
             if idle:  # only a read that begins a head can teach a known request
                 self._batch = data
@@ -365,7 +369,7 @@ class HttpServerConnection(EventEmitter):
             except HttpError as err:
                 self._input_error(err)
             finally:
-                self._in_batch = False
+                self._in_batch = self._in_read = False
                 self._batch = b""  # (an idle connection keeps no read alive)
         if self._switching is not None:
             self._hand_over(self._switching)
