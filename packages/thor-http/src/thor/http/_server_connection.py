@@ -213,7 +213,7 @@ class HttpServerConnection(EventEmitter):
         self._out: list[bytes] = []
         self._out_size = 0
         self._in_batch = False
-        self._in_read = False  # processing bytes just read (not a resume): the socket is drained
+        self._in_read = False  # processing bytes just read (not a resume of held input)
         self._hold = 0
         self._tcp_paused = True  # TcpConnections start paused
         self._out_paused = False
@@ -307,11 +307,13 @@ class HttpServerConnection(EventEmitter):
         system calls and a timer per connection (as nginx's ``lingering_close on`` heuristic
         does). When the client's own last request said it was its last (``Connection:
         close``, or HTTP/1.0 without keep-alive), was read whole, and is answered while the
-        read that brought it is processed, the socket is not even looked at: it was read
-        empty a moment ago, and the client may send nothing more (RFC 9112 §9.6). An answer
-        made later looks first, since a client that sent more meanwhile anyway would get a
-        reset, which destroys what of the response it has not read yet (its whole tail,
-        when its receive window is small). Plain TCP only: TLS sends close_notify first.
+        read that brought it is processed, the socket is not even looked at: it was read a
+        moment ago, and the client may send nothing more (RFC 9112 §9.6). An answer made
+        later (or on a resume of held input) looks first, since a client that sent more
+        meanwhile anyway would get a reset, which destroys what of the response it has not
+        read yet (its whole tail, when its receive window is small). What such a client
+        sends after the socket is closed still meets a reset, as RFC 9112 §9.6 allows for an
+        immediate close. Plain TCP only: TLS sends close_notify first.
         """
         sock = tcp.socket
         if type(sock) is not socket.socket or self._parser.take_buffered():
@@ -359,8 +361,10 @@ class HttpServerConnection(EventEmitter):
         if request is not None:
             parser.header_length = len(data)
             parser.transfer_length = 0
-            self._known_request(request)
-            self._in_batch = self._in_read = False
+            try:
+                self._known_request(request)
+            finally:
+                self._in_batch = self._in_read = False
         else:
             if idle:  # only a read that begins a head can teach a known request
                 self._batch = data
