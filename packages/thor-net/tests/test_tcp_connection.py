@@ -856,14 +856,15 @@ def test_empty_write_is_a_noop(net: Net) -> None:
     assert received == b"<end>"
 
 
+@pytest.mark.parametrize("method", ["write", "write_last"])
 @pytest.mark.parametrize("how", ["close", "abort"])
-def test_write_after_close_or_abort_raises_oserror(net: Net, how: str) -> None:
+def test_write_after_close_or_abort_raises_oserror(net: Net, how: str, method: str) -> None:
     seen: dict[str, Any] = {}
 
     def ready(server_side: TcpConnection, client_side: TcpConnection) -> None:
         getattr(client_side, how)()
         try:
-            client_side.write(b"too late")
+            getattr(client_side, method)(b"too late")
         except OSError as exc:
             seen["error"] = exc
         net.done()

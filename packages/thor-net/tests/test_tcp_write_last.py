@@ -1,5 +1,6 @@
 """TcpConnection.write_last over real loopback sockets, on every loop backend: the last bytes
-and the close, at once when the kernel takes the bytes, gracefully when it does not.
+and the close, at once when the kernel takes the bytes, gracefully when it does not. (After
+close() or abort() it raises as write() does: test_tcp_connection.py.)
 
 Each test is driven from its loop (``net`` fixture; see tcp_fixtures.py for the rules).
 """
@@ -202,23 +203,6 @@ def test_a_last_write_over_the_hard_limit_is_refused_and_leaves_the_connection_o
     assert st.get("refused")
     assert st["still_open"]
     assert received == b"small"
-
-
-@pytest.mark.parametrize("how", ["close", "abort"])
-def test_write_last_after_close_or_abort_raises_oserror(net: Net, how: str) -> None:
-    st: dict[str, Any] = {}
-
-    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
-        getattr(writer, how)()
-        try:
-            writer.write_last(b"too late")
-        except OSError as exc:
-            st["error"] = exc
-        net.done()
-
-    net.pair(ready)
-    net.run()
-    assert isinstance(st.get("error"), OSError)
 
 
 class RecordingSocket(socket.socket):
