@@ -12,7 +12,7 @@ import hashlib
 import random
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -152,19 +152,20 @@ def test_close_sends_close_notify_and_both_sides_disconnect(loop: LoopBase, pki:
     assert sorted(disconnects) == ["client", "server"]
 
 
-def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
-    """No half-close over TLS: shutdown_write() flushes, sends close_notify and FIN like
-    close(), and what the peer sends afterwards is dropped."""
-    server = tls_server(loop, pki)
-    seen: dict[str, Any] = {"client_data": []}
-    disconnects: list[str] = []
+def record_until_peer_closes(
+    server: TlsServer, seen: dict[str, Any], disconnects: list[str], reply: bytes = b""
+) -> Callable[[TlsConnection], None]:
+    """A 'connect' listener for ``server`` (which it shuts down): it reads until the peer
+    closes, then records ``seen["server"] = (bytes read, close_notify_received, error)``,
+    writes ``reply`` (if any) and closes; its 'disconnect' is appended to ``disconnects``."""
 
     def on_server_connect(conn: TlsConnection) -> None:
         received = bytearray()
 
         def on_close() -> None:
             seen["server"] = (bytes(received), conn.close_notify_received, conn.error)
-            conn.write(b"dropped by the client")
+            if reply:
+                conn.write(reply)
             conn.close()
 
         conn.on("data", received.extend)
@@ -172,6 +173,16 @@ def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
         conn.on("disconnect", lambda: disconnects.append("server"))
         conn.pause(False)
         server.shutdown()
+
+    return on_server_connect
+
+
+def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
+    """No half-close over TLS: shutdown_write() flushes, sends close_notify and FIN like
+    close(), and what the peer sends afterwards is dropped."""
+    server = tls_server(loop, pki)
+    seen: dict[str, Any] = {"client_data": []}
+    disconnects: list[str] = []
 
     def on_client_connect(conn: TlsConnection) -> None:
         conn.on("data", seen["client_data"].append)
@@ -185,7 +196,9 @@ def test_shutdown_write_is_close_over_tls(loop: LoopBase, pki: Pki) -> None:
         except OSError:
             seen["write_raised"] = True
 
-    server.on("connect", on_server_connect)
+    server.on(
+        "connect", record_until_peer_closes(server, seen, disconnects, b"dropped by the client")
+    )
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     assert seen["server"] == (b"last words", True, None)
@@ -202,19 +215,6 @@ def test_write_last_over_tls_sends_the_bytes_then_close_notify(loop: LoopBase, p
     seen: dict[str, Any] = {}
     disconnects: list[str] = []
 
-    def on_server_connect(conn: TlsConnection) -> None:
-        received = bytearray()
-
-        def on_close() -> None:
-            seen["server"] = (bytes(received), conn.close_notify_received, conn.error)
-            conn.close()
-
-        conn.on("data", received.extend)
-        conn.on("close", on_close)
-        conn.on("disconnect", lambda: disconnects.append("server"))
-        conn.pause(False)
-        server.shutdown()
-
     def on_client_connect(conn: TlsConnection) -> None:
         conn.on("disconnect", partial(record_and_stop, loop, disconnects, "client"))
         conn.pause(False)
@@ -225,7 +225,7 @@ def test_write_last_over_tls_sends_the_bytes_then_close_notify(loop: LoopBase, p
         except OSError:
             seen["again_raised"] = True
 
-    server.on("connect", on_server_connect)
+    server.on("connect", record_until_peer_closes(server, seen, disconnects))
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     assert seen["server"] == (b"last words", True, None)
