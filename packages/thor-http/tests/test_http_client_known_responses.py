@@ -612,6 +612,71 @@ def test_pausing_in_response_start_holds_the_body_alike_on_both_paths(
     assert origin.accepts == 1
 
 
+@pytest.mark.parametrize(
+    ("event", "action"),
+    [
+        ("response_body", "pause"),
+        ("response_start", "cancel"),
+        ("response_body", "cancel"),
+        ("response_start", "close"),
+        ("response_body", "close"),
+    ],
+)
+def test_what_a_listener_does_to_its_exchange_is_handled_alike_on_both_paths(
+    harness: Harness, scripted: MakeServer, parsed: list[bytes], event: str, action: str
+) -> None:
+    """Pausing the input from 'response_body', cancelling the exchange or closing its
+    connection from 'response_start' or 'response_body': round 0 (parsed) and round 2 (known)
+    look the same to the application, and leave the connection in the same state."""
+    origin = Origin(scripted, fixed(WHOLE))
+    client = harness.client()
+
+    def act(recorder: Recorder, number: int) -> None:
+        exchange = recorder.exchange
+
+        def listener(*args: object) -> None:
+            recorder.events.append(action)
+            if action == "pause":
+                exchange.res_body_pause(True)
+                harness.loop.schedule(0.02, exchange.res_body_pause, False)
+            elif action == "cancel":
+                exchange.cancel()  # nothing more is emitted: the test counts it finished
+                harness.finished(recorder)
+            else:
+                conn = exchange.conn
+                assert conn is not None
+                conn.close()
+
+        if number in (0, 2):
+            exchange.on(event, listener)
+
+    seen = run_rounds(harness, client, origin, parsed, ["/"] * 4, setup=act, delay=0.01)
+
+    # round 0 parsed (and, when whole, learnt); 1 parsed unless learnt; 2 known
+    assert seen[2].parses_at_start == seen[1].parses_at_start
+    assert list(client._known_responses) == [HEAD]
+    parsed_rec, known_rec = seen[0].recorder, seen[2].recorder
+    assert parsed_rec.events == known_rec.events
+    assert repr(parsed_rec.error) == repr(known_rec.error)
+    assert parsed_rec.chunks == known_rec.chunks
+    if action == "pause":  # the response was whole: it ends, and the connection is pooled
+        assert known_rec.events == ["response_start", "response_body", "pause", "response_done"]
+        assert known_rec.chunks == [BODY]
+        assert [conn for conn, _, _ in origin.requests] == [0, 0, 0, 0]
+    else:  # the connection is gone: the next round opens another one
+        expected = ["response_start", action]
+        if event == "response_body":
+            expected.insert(1, "response_body")
+        if action == "close":
+            expected.append("error")
+            assert isinstance(known_rec.error, ConnectError)
+        assert known_rec.events == expected
+        assert [conn for conn, _, _ in origin.requests] == [0, 1, 1, 2]
+    for s in (seen[1], seen[3]):
+        assert s.recorder.events == ["response_start", "response_body", "response_done"]
+        assert bytes(s.recorder.body) == BODY
+
+
 # -- limits --------------------------------------------------------------------------------------
 
 

@@ -190,9 +190,11 @@ def test_writes_in_a_pass_wait_for_the_end_of_the_io_dispatch(net: Net, where: s
     assert nothing_arrived(peer)
 
 
-def test_several_writes_of_a_pass_go_out_in_one_send(net: Net) -> None:
+@pytest.mark.parametrize("count", [1, 20])
+def test_the_writes_of_a_pass_go_out_in_one_send(net: Net, count: int) -> None:
+    """One write or several: one send after the dispatch, and one 'sent' for it."""
     conn, peer = tcp_pair(net)
-    messages = [b"message %02d;" % index for index in range(20)]
+    messages = [b"message %02d;" % index for index in range(count)]
     st: dict[str, Any] = {"sent": 0}
 
     def on_sent() -> None:

@@ -518,8 +518,13 @@ class TcpConnection(EventSource):
             self._fail(failure)
 
     def _send_deferred(self) -> None:
-        """The loop pass's IO is dispatched: send what ``defer_writes`` held back."""
-        failure = self._send_held()
+        """The loop pass's IO is dispatched: send what ``defer_writes`` held back (as
+        ``_send_held``, spelt out: this runs once per deferred write)."""
+        if not self._write_due or not self._buffer or self.error is not None:
+            self._write_due = False
+            return
+        self._write_due = False
+        failure = self._send_queued()
         if failure is not None:
             self._fail(failure)
 
@@ -554,6 +559,17 @@ class TcpConnection(EventSource):
             return None
         except OSError as exc:
             return exc
+        if len(buffer) == 1 and sent == len(buffer[0]):
+            # the common case, all of it went: nothing to trim, and nothing for _queue_sent to
+            # do unless write interest, a close, a paused writer or 'sent' listeners wait on it
+            # (closing and a paused writer come with write interest; both are checked anyway)
+            buffer.clear()
+            self._buffered = 0
+            if self._mask & FD_WRITABLE or self._state != _OPEN or self._output_paused:
+                self._queue_sent()
+            elif self._sent_heard:
+                self._emit_sent()
+            return None
         self._buffered -= sent
         while sent:
             head = buffer[0]

@@ -24,9 +24,11 @@ first head of the read: no 1xx before it), is remembered by the client
 (``HttpClient.max_known_responses``). When the same head
 bytes arrive again that way (on an idle parser, for a request other than HEAD), the head's parse
 is skipped: ``_known_response`` does what ``input_start`` does with what the parser gave before
-(the application gets its own copy of the field list), and the parser takes over for the body
-(``HttpParser.known_body``), so delivery, ``res_body_pause`` and the end of the message are the
-same code as after a parsed head. The key is the head's bytes, so the skipped parse is one that
+(the application gets its own copy of the field list), then what the parser's ``input_body`` and
+``input_end`` calls would do with the whole body. Should the ``'response_start'`` listener pause
+the input or close the connection (or the parser have a body limit), the parser takes over for
+the body instead (``HttpParser.known_body``), so delivery, ``res_body_pause`` and the end of the
+message are the same code as after a parsed head. The key is the head's bytes, so the skipped parse is one that
 would give the same result; a head is learnt on its second sighting only, so distinct heads
 (a changing ``Date`` is one per second) never fill the table.
 
@@ -558,8 +560,12 @@ class HttpClientConnection(EventEmitter):
         end: int,
     ) -> None:
         """A known response arrived whole in one read (see the module docstring): what
-        ``input_start`` does for a final response with a Content-Length body, then the parser
-        takes the body (``HttpParser.known_body``) and ends the message as usual."""
+        ``input_start`` does for a final response with a Content-Length body, then the body
+        and the end of the message. Those are what the parser would do with them
+        (``input_body``, ``input_end``), done here while nothing stands in the way; should
+        the ``'response_start'`` listener pause the input or close the connection, or the
+        parser have a body limit, the parser takes the body
+        (``HttpParser.known_body``)."""
         status, phrase, fields, version, keep_alive, length = response
         exchange = self.exchange
         assert exchange is not None
@@ -573,7 +579,14 @@ class HttpClientConnection(EventEmitter):
         exchange.input_header_length = end
         exchange._res_started = True
         exchange._emit3("response_start", status, phrase, fields[:])
-        parser.known_body(length, data[end:])
+        if parser._paused or parser.max_body_size is not None:
+            parser.known_body(length, data[end:])
+            return
+        parser.transfer_length = length
+        exchange._emit1("response_body", data[end:])
+        if self.exchange is exchange:  # (the listener did not close the connection)
+            self._done = True
+            self._trailers = []
 
     def input_body(self, chunk: bytes) -> None:
         """Parser callback: part of the response body; emitted as ``'response_body'``."""
@@ -601,8 +614,8 @@ class HttpClientConnection(EventEmitter):
             return
         trailers, self._trailers = self._trailers, []
         parser = self.parser
-        leftover = parser.take_buffered()
-        if not self._app_paused:
+        leftover = parser.take_buffered() if parser._buf else b""
+        if parser._paused and not self._app_paused:  # (not paused after a known response)
             parser.resume()
         exchange._transfer_length = parser.transfer_length
         tcp_conn = self.tcp_conn
