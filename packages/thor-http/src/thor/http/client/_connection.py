@@ -28,9 +28,9 @@ is skipped: ``_known_response`` does what ``input_start`` does with what the par
 ``input_end`` calls would do with the whole body. Should the ``'response_start'`` listener pause
 the input or close the connection (or the parser have a body limit), the parser takes over for
 the body instead (``HttpParser.known_body``), so delivery, ``res_body_pause`` and the end of the
-message are the same code as after a parsed head. The key is the head's bytes, so the skipped parse is one that
-would give the same result; a head is learnt on its second sighting only, so distinct heads
-(a changing ``Date`` is one per second) never fill the table.
+message are the same code as after a parsed head. The key is the head's bytes, so the skipped
+parse is one that would give the same result; a head is learnt on its second sighting only, so
+distinct heads (a changing ``Date`` is one per second) never fill the table.
 
 Timers: one per connection, lazy. Every read and write stamps ``_last_io`` (a clock read, no
 timer work); the timer fires at the earliest deadline that could matter and, when it fires, works
