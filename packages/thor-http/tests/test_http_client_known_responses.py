@@ -627,12 +627,23 @@ def test_what_a_listener_does_to_its_exchange_is_handled_alike_on_both_paths(
 ) -> None:
     """Pausing the input from 'response_body', cancelling the exchange or closing its
     connection from 'response_start' or 'response_body': round 0 (parsed) and round 2 (known)
-    look the same to the application, and leave the connection in the same state."""
+    look the same to the application; after a pause, the connection's parser is left alike
+    (idle, not paused), and the next round on it takes the known path again."""
     origin = Origin(scripted, fixed(WHOLE))
     client = harness.client()
+    parsers: dict[int, tuple[int, bool, bytes]] = {}  # round -> (state, paused, kept bytes)
 
     def act(recorder: Recorder, number: int) -> None:
         exchange = recorder.exchange
+        conns: list[HttpClientConnection] = []
+
+        def keep_conn(*args: object) -> None:
+            assert exchange.conn is not None
+            conns.append(exchange.conn)
+
+        def done(trailers: RawHeaders) -> None:
+            parser = conns[0].parser
+            parsers[number] = (parser._state, parser._paused, parser._buf)
 
         def listener(*args: object) -> None:
             recorder.events.append(action)
@@ -648,12 +659,14 @@ def test_what_a_listener_does_to_its_exchange_is_handled_alike_on_both_paths(
                 conn.close()
 
         if number in (0, 2):
+            exchange.on("response_start", keep_conn)
             exchange.on(event, listener)
+            exchange.on("response_done", done)
 
     seen = run_rounds(harness, client, origin, parsed, ["/"] * 4, setup=act, delay=0.01)
 
-    # round 0 parsed (and, when whole, learnt); 1 parsed unless learnt; 2 known
-    assert seen[2].parses_at_start == seen[1].parses_at_start
+    # round 0 parsed; 1 parsed (learnt); 2 and 3 known
+    assert [s.parses_at_start for s in seen] == [1, 2, 2, 2]
     assert list(client._known_responses) == [HEAD]
     parsed_rec, known_rec = seen[0].recorder, seen[2].recorder
     assert parsed_rec.events == known_rec.events
@@ -662,6 +675,7 @@ def test_what_a_listener_does_to_its_exchange_is_handled_alike_on_both_paths(
     if action == "pause":  # the response was whole: it ends, and the connection is pooled
         assert known_rec.events == ["response_start", "response_body", "pause", "response_done"]
         assert known_rec.chunks == [BODY]
+        assert parsers[0] == parsers[2] == (_parser.HEAD_STATE, False, b"")
         assert [conn for conn, _, _ in origin.requests] == [0, 0, 0, 0]
     else:  # the connection is gone: the next round opens another one
         expected = ["response_start", action]

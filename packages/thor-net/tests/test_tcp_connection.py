@@ -7,6 +7,7 @@ from that loop; see tcp_fixtures.py for the rules (no sleeps, a failing safety t
 
 from __future__ import annotations
 
+import array
 import contextvars
 import errno
 import hashlib
@@ -710,6 +711,45 @@ def test_bytearray_mutated_after_write_is_sent_as_written(net: Net, when: str) -
             f"(of {len(expected)}; {st['queued']} were queued after the write)",
             pytrace=False,
         )
+
+
+@pytest.mark.parametrize("method", ["write", "write_last"])
+@pytest.mark.parametrize("when", ["sent", "queued", "partly-sent"])
+def test_a_memoryview_of_wide_items_is_sent_as_its_bytes(net: Net, when: str, method: str) -> None:
+    """A memoryview whose items are wider than a byte (here 4-byte unsigned ints) counts, queues
+    and sends by bytes, not by items."""
+    expected, received = bytearray(), bytearray()
+    st: dict[str, Any] = {}
+
+    def ready(writer: TcpConnection, reader: TcpConnection) -> None:
+        if when == "queued":
+            fill_socket(writer, expected)
+            count = 25_000
+        elif when == "partly-sent":  # the socket takes the head of this write at once
+            writer.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KIB)
+            count = 2 * MIB
+        else:
+            count = 1_000
+        view = memoryview(array.array("I", range(count)))
+        assert view.itemsize == 4
+        before = writer.write_buffer_size
+        getattr(writer, method)(view)
+        expected.extend(view.tobytes())
+        st["queued"] = writer.write_buffer_size - before
+        if method == "write":
+            writer.close()
+        collect(reader, received, on_eof=net.done)
+
+    net.pair(ready)
+    net.run(timeout=10.0)
+    if when == "sent":
+        assert st["queued"] == 0
+    else:
+        assert st["queued"] > 0, "nothing was queued: the case under test did not happen"
+    if when == "queued":  # all of it, counted in bytes
+        assert st["queued"] == 4 * 25_000
+    assert len(received) == len(expected)
+    assert received == expected
 
 
 def test_sent_follows_bytes_reaching_the_socket(net: Net) -> None:

@@ -192,13 +192,15 @@ def test_writes_in_a_pass_wait_for_the_end_of_the_io_dispatch(net: Net, where: s
 
 @pytest.mark.parametrize("count", [1, 20])
 def test_the_writes_of_a_pass_go_out_in_one_send(net: Net, count: int) -> None:
-    """One write or several: one send after the dispatch, and one 'sent' for it."""
+    """One write or several: one send after the dispatch, and one 'sent' for it, with the
+    queue empty by then."""
     conn, peer = tcp_pair(net)
     messages = [b"message %02d;" % index for index in range(count)]
     st: dict[str, Any] = {"sent": 0}
 
     def on_sent() -> None:
         st["sent"] += 1
+        st["queued_at_sent"] = conn.write_buffer_size
 
     def write() -> None:
         for message in messages:
@@ -212,6 +214,8 @@ def test_the_writes_of_a_pass_go_out_in_one_send(net: Net, count: int) -> None:
     expected = b"".join(messages)
     assert st["sent_during_writes"] == 0, "'sent' during deferred writes: they were sent"
     assert st["sent"] == 1, f"{st['sent']} 'sent' events for one pass's writes (1 expected)"
+    assert st["queued_at_sent"] == 0
+    assert conn.write_buffer_size == 0
     assert read_exactly(peer, len(expected)) == expected
 
 
@@ -540,10 +544,13 @@ def test_a_deferred_flush_into_a_full_socket_goes_out_once_writable(net: Net) ->
 # -- closing ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("count", [1, 3])
 @pytest.mark.parametrize("where", ["data handler", "connect handler"])
-def test_close_right_after_deferred_writes_sends_them_then_the_fin(net: Net, where: str) -> None:
+def test_close_right_after_deferred_writes_sends_them_then_the_fin(
+    net: Net, where: str, count: int
+) -> None:
     log: list[str] = []
-    messages = [b"header;", b"body;", b"trailer"]
+    messages = [b"header;", b"body;", b"trailer"][:count]
     expected = b"".join(messages)
     st: dict[str, Any] = {}
 

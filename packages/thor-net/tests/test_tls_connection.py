@@ -8,6 +8,7 @@ until no fd is left registered: a leaked socket shows as a timeout there.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import random
 import socket
@@ -827,6 +828,52 @@ def test_resuming_with_bytes_pending_inside_openssl_delivers_them(loop: LoopBase
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     assert b"".join(received) == payload
+
+
+@pytest.mark.parametrize("count", [1_000, 2 * 1024 * 1024])
+def test_a_memoryview_of_wide_items_is_counted_and_sent_as_its_bytes(
+    loop: LoopBase, pki: Pki, count: int
+) -> None:
+    """A memoryview of 4-byte items, on an empty queue: one TLS write, or (8 MiB to a peer that
+    does not read yet) partly sent and queued; the queue counts bytes, and the peer gets them
+    all, in order."""
+    server = tls_server(loop, pki)
+    view = memoryview(array.array("I", range(count)))
+    expected = view.tobytes()
+    received: list[bytes] = []
+    st: dict[str, int] = {}
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if sum(map(len, received)) >= len(expected):
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        server.shutdown()
+        loop.schedule(0.05, conn.pause, False)  # reads only once the writer has queued
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        def on_close() -> None:  # the peer got everything and closed
+            st["queued_at_end"] = conn.write_buffer_size
+            conn.close()
+
+        conn.on("close", on_close)
+        conn.pause(False)
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        conn.write(view)
+        st["queued"] = conn.write_buffer_size
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop)
+    if count > 1_000:
+        assert 0 < st["queued"] <= len(expected)
+    else:
+        assert st["queued"] == 0
+    assert st["queued_at_end"] == 0
+    assert b"".join(received) == expected
 
 
 def test_mutable_buffers_changed_after_write_are_sent_as_written(loop: LoopBase, pki: Pki) -> None:

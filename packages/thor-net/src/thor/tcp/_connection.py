@@ -250,6 +250,8 @@ class TcpConnection(EventSource):
             raise OSError(errno.EPIPE, "connection closed")
         if not data or self.error is not None:
             return
+        if type(data) is memoryview and data.nbytes != len(data):
+            data = data.cast("B")  # (items wider than a byte: counted and sliced by bytes)
         buffer = self._buffer
         size = len(data)
         defer = self.defer_writes
@@ -417,6 +419,8 @@ class TcpConnection(EventSource):
         """
         if self._state != _OPEN:
             raise OSError(errno.EPIPE, "connection closed")
+        if type(data) is memoryview and data.nbytes != len(data):
+            data = data.cast("B")  # (as write does)
         size = len(data)
         held = 0  # bytes sent with MSG_MORE: 'sent' is emitted once they are pushed
         if self._buffer or self.error is not None or not _MSG_MORE or size > self.write_bufsize:
@@ -519,7 +523,8 @@ class TcpConnection(EventSource):
 
     def _send_deferred(self) -> None:
         """The loop pass's IO is dispatched: send what ``defer_writes`` held back (as
-        ``_send_held``, spelt out: this runs once per deferred write)."""
+        ``_send_held``, spelt out: this runs once per loop pass with deferred writes, per
+        connection)."""
         if not self._write_due or not self._buffer or self.error is not None:
             self._write_due = False
             return

@@ -157,6 +157,8 @@ class TlsConnection(TcpConnection):
             # queue behind what waits, refuse, or ignore: exactly as TcpConnection does
             TcpConnection.write(self, data)
             return
+        if type(data) is memoryview and data.nbytes != len(data):
+            data = data.cast("B")  # (as TcpConnection.write does)
         size = len(data)
         if size > self.max_write_buffer_size:
             # the hard limit holds on an empty queue too; no 'pause' (True) though: nothing is

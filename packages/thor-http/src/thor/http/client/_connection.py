@@ -12,8 +12,9 @@ Reading: the TCP connection reads all the time, idle or not (so a FIN or stray b
 connection are seen at once, and no pause/resume system calls are spent per request); only the
 application's ``res_body_pause`` stops it. Bytes go to the sans-IO ``HttpParser``, which calls
 ``input_start`` / ``input_body`` / ``input_end`` here. At the end of a response the parser is
-paused, so whatever else the same read held is *not* parsed as a next response: once the read is
-done (``_settle``), such bytes make the connection unusable (classic thor's response injection).
+paused, so whatever else the same read held is *not* parsed as a next response (a known
+response, below, is alone in its read and never reaches the parser): once the read is done
+(``_settle``), such bytes make the connection unusable (classic thor's response injection).
 Then the connection goes back to the pool **before** ``'response_done'`` is emitted, so a request
 started from that listener reuses it.
 
