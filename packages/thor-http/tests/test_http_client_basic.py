@@ -4,8 +4,9 @@ framing (counted, chunked, none), the headers the client writes, the responses i
 
 from __future__ import annotations
 
+import array
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import http_client_support as support
 import pytest
@@ -140,6 +141,53 @@ def test_counted_request_body(harness: Harness, echo_server: EchoServer) -> None
     assert seen["body"] == "hello world"
     headers = {name.lower(): value for name, value in seen["headers"]}
     assert headers["content-length"] == "11" and "transfer-encoding" not in headers
+
+
+@pytest.mark.parametrize("framing", ["counted", "chunked"])
+@pytest.mark.parametrize("kind", ["reused bytearray", "wide memoryview"])
+def test_body_chunks_given_as_buffers_are_sent_as_their_bytes_were_then(
+    harness: Harness, echo_server: EchoServer, framing: str, kind: str
+) -> None:
+    """A bytearray the application reuses right after ``request_body`` (here while the request
+    waits for its connection, and is kept for a retry) is sent as it was; a memoryview of
+    2-byte items counts as its bytes (Content-Length, chunk sizes)."""
+    size = b"9" if kind == "reused bytearray" else b"6"
+    headers = [(b"Content-Length", size)] if framing == "counted" else []
+    exchange = harness.client().exchange()
+    rec = harness.track(exchange)
+    exchange.request_start(b"PUT", echo_server.url().encode(), headers)
+    if kind == "reused bytearray":
+        buffer = bytearray()
+        for part in (b"aaa", b"bbb", b"ccc"):  # (the first one goes with the head)
+            buffer[:] = part  # the application reuses its buffer at once
+            exchange.request_body(buffer)
+        expected = "aaabbbccc"
+    else:
+        exchange.request_body(memoryview(array.array("H", [0x4141, 0x4242, 0x4343])))
+        expected = "AABBCC"
+    exchange.request_done([])
+    harness.run()
+    assert rec.error is None
+    seen = echoed(rec)
+    assert seen["body"] == expected
+    fields = {name.lower(): value for name, value in seen["headers"]}
+    if framing == "chunked":
+        assert fields["transfer-encoding"] == "chunked"
+
+
+@pytest.mark.parametrize("chunk", ["text", 5, None])
+def test_a_body_chunk_that_is_not_bytes_like_is_a_type_error(
+    harness: Harness, echo_server: EchoServer, chunk: Any
+) -> None:
+    exchange = harness.client().exchange()
+    rec = harness.track(exchange)
+    exchange.request_start(b"PUT", echo_server.url().encode(), [])
+    with pytest.raises(TypeError, match=type(chunk).__name__):
+        exchange.request_body(chunk)
+    exchange.request_body(b"ok")
+    exchange.request_done([])
+    harness.run()
+    assert echoed(rec)["body"] == "ok"
 
 
 def test_request_trailers_are_sent_with_a_chunked_body(

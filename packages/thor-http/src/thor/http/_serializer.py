@@ -19,6 +19,7 @@ from .error import OutputSyntaxError
 
 __all__ = [
     "LAST_CHUNK",
+    "body_bytes",
     "encode_chunk",
     "request_head",
     "response_head",
@@ -96,6 +97,23 @@ def response_head(
     lines = [b"HTTP/" + _version(version) + b" " + status + b" " + phrase + b"\r\n"]
     _fields(lines, headers)
     return _finish(lines)
+
+
+def body_bytes(chunk: bytes | bytearray | memoryview) -> bytes:
+    """A body chunk the application gave, as bytes: a copy of a bytearray or memoryview (the
+    output may wait, and the application may reuse its buffer meanwhile; a memoryview's items
+    may be wider than a byte, and framing counts bytes).
+
+    Raises:
+        TypeError: ``chunk`` is not bytes, a bytearray or a memoryview.
+    """
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(
+        f"a body chunk is bytes, a bytearray or a memoryview, not {type(chunk).__name__}"
+    )
 
 
 def encode_chunk(data: bytes) -> bytes:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from thor.events import EventEmitter
 
-from ._serializer import LAST_CHUNK, trailer_section
+from ._serializer import LAST_CHUNK, body_bytes, trailer_section
 from ._server_framing import (
     CHUNKED,
     CLOSE,
@@ -257,11 +257,13 @@ class HttpServerExchange(EventEmitter):
         elif self.method == b"CONNECT" and persist:
             self._switch = True
 
-    def response_body(self, chunk: bytes) -> None:
+    def response_body(self, chunk: bytes | bytearray | memoryview) -> None:
         """Send part of the response body. Ignored (not sent) on responses that have no body
-        (to HEAD; 1xx, 204, 304).
+        (to HEAD; 1xx, 204, 304). A bytearray or memoryview is copied (the application may
+        reuse it at once).
 
         Raises:
+            TypeError: ``chunk`` is not bytes, a bytearray or a memoryview.
             OutputStateError: before ``response_start`` or after ``response_done``; or on a
                 101 / CONNECT 2xx response (the tunnel is written through ``'upgrade'``).
             OutputError: more bytes than the Content-Length given to ``response_start``.
@@ -272,6 +274,8 @@ class HttpServerExchange(EventEmitter):
             if self._dead:
                 return
             raise OutputStateError("response_body outside of a started response")
+        if type(chunk) is not bytes:
+            chunk = body_bytes(chunk)
         if not chunk or self._dead:
             return
         framing = self._framing

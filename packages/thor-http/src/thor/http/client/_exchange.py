@@ -45,7 +45,7 @@ from thor.tcp import TcpConnection
 
 from .._abnf import OWS, is_host_value, parse_decimal
 from .._headers import idempotent_methods, strip_hop_by_hop
-from .._serializer import encode_chunk, request_head, trailer_section
+from .._serializer import body_bytes, encode_chunk, request_head, trailer_section
 from ..error import (
     ConnectError,
     HttpError,
@@ -293,12 +293,16 @@ class HttpClientExchange(EventEmitter):
                 return
         client._acquire(self)
 
-    def request_body(self, chunk: bytes) -> None:
-        """Send part of the request body (chunked, unless a Content-Length was given).
+    def request_body(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Send part of the request body (chunked, unless a Content-Length was given). A
+        bytearray or memoryview is copied (the application may reuse it at once).
 
         Raises:
             OutputStateError: before ``request_start`` or after ``request_done``.
+            TypeError: ``chunk`` is not bytes, a bytearray or a memoryview.
         """
+        if type(chunk) is not bytes:
+            chunk = body_bytes(chunk)
         req = self._req
         if req != _BODY:
             if req != _STARTED:
