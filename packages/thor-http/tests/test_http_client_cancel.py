@@ -8,6 +8,9 @@ import threading
 from typing import TYPE_CHECKING
 
 import http_client_support as support
+import pytest
+
+from thor.http.client import HttpClientConnection
 
 if TYPE_CHECKING:
     from http_client_support import EchoServer, Harness, ScriptedServer
@@ -157,3 +160,50 @@ def test_ready_at_and_connected_at(harness: Harness, echo_server: EchoServer) ->
     assert connected_1 is not None and ready_1 is not None and ready_2 is not None
     assert connected_1 == connected_2  # the pooled connection, made once
     assert before <= connected_1 <= ready_1 <= ready_2 <= after
+
+
+@pytest.mark.parametrize("how", ["cancel", "close"])
+def test_a_101_whose_exchange_is_cancelled_from_response_nonfinal_is_not_handed_over(
+    harness: Harness, scripted: object, how: str
+) -> None:
+    """The 101 and bytes past it arrive in one read; the application cancels the exchange (or
+    closes its connection) from 'response_nonfinal': nothing more is emitted (no 'upgrade'),
+    nothing is raised into the loop, and the connection is closed."""
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        read_request(sock)
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: upgrade\r\n\r\nearly bytes"
+        )
+        sock.recv(1)  # until the client closes
+
+    server = scripted(script)  # type: ignore[operator]
+    client = harness.client()
+    ex = client.exchange()
+    events: list[str] = []
+    conns: list[HttpClientConnection] = []
+
+    def nonfinal(status: bytes, phrase: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        events.append("response_nonfinal")
+        conn = ex.conn
+        assert conn is not None
+        conns.append(conn)
+        if how == "cancel":
+            ex.cancel()
+        else:
+            conn.close()
+        harness.loop.schedule(0.1, harness.loop.stop)
+
+    ex.on("response_nonfinal", nonfinal)
+    ex.on("upgrade", lambda tcp_conn, rest: events.append("upgrade"))
+    ex.on("error", lambda err: events.append(f"error {type(err).__name__}"))
+    ex.request_start(b"GET", server.url().encode(), [(b"Upgrade", b"websocket")])
+    ex.request_done([])
+    harness.run(until_done=False, timeout=5)
+    expected = (
+        ["response_nonfinal"] if how == "cancel" else ["response_nonfinal", "error ConnectError"]
+    )
+    assert events == expected
+    assert conns[0].state == "closed"
+    assert client.conn_counts == {}

@@ -323,6 +323,7 @@ class HttpClientConnection(EventEmitter):
         if timer is not None:
             timer.delete()
         self._stop_connecting(cancel=True)
+        self._upgrade_head = None  # (a 101 whose exchange was cancelled: nothing to hand over)
         tcp_conn = self.tcp_conn
         if tcp_conn is not None:
             tcp_conn.sink(None)
