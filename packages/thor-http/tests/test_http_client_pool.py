@@ -203,6 +203,46 @@ def test_post_is_not_written_on_an_idle_connection_found_closed(
     assert server.accepts == 2
 
 
+def test_a_queued_post_is_not_given_a_connection_found_closed_as_its_response_ends(
+    harness: Harness, scripted: MakeServer
+) -> None:
+    """max_server_conn 1: a POST waits behind a GET. The server answers the GET and closes;
+    its FIN is there by the time the client reads the answer. The connection is not handed to
+    the POST (it could not be retried once written): the POST gets a new one."""
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        read_request(sock)
+        if index == 0:
+            server.event("got GET").set()
+            server.event("answer").wait(5)
+            sock.sendall(response(200, b"resp0"))
+            sock.close()  # right after the response
+            server.event("closed").set()
+        else:
+            sock.sendall(response(200, b"resp1"))
+            time.sleep(0.2)
+
+    server = scripted(script)
+    client = harness.client(retry_limit=0, max_server_conn=1)
+
+    def answer_while_the_loop_waits() -> None:
+        if not server.event("got GET").is_set():
+            harness.loop.schedule(0.005, answer_while_the_loop_waits)
+            return
+        server.event("answer").set()
+        server.event("closed").wait(5)
+        time.sleep(0.05)  # the answer and the FIN land; the loop has not polled since
+
+    get = harness.fetch(client, server.url())
+    post = harness.fetch(client, server.url(), method=b"POST", body=[b"data"])
+    harness.loop.schedule(0.005, answer_while_the_loop_waits)
+    harness.run()
+    assert bytes(get.body) == b"resp0"
+    assert post.error is None
+    assert bytes(post.body) == b"resp1"
+    assert server.accepts == 2
+
+
 def test_stray_bytes_on_an_idle_connection_close_it(harness: Harness, scripted: MakeServer) -> None:
     def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
         rest = bytearray()

@@ -261,7 +261,14 @@ class HttpClient:
             conn._close(None)
             return
         if pool.waiting:
-            exchange = pool.waiting.popleft()
+            exchange = pool.waiting[0]
+            if not exchange._idempotent and conn.state != CONNECTING and not conn._probe():
+                # a used connection, and the server closed it (or sent more) meanwhile: not
+                # for a request that could not be retried (as in _acquire); the exchange
+                # waits for a new connection
+                conn._close(None)
+                return
+            pool.waiting.popleft()
             exchange._waiting = False
             conn._activate(exchange)
             return
