@@ -243,6 +243,51 @@ def test_read_timeout_is_an_inactivity_timeout(harness: Harness, scripted: MakeS
     assert bytes(rec.body) == b"trickled"  # 0.8 s in all, never 0.5 s of silence
 
 
+@pytest.mark.parametrize("server_reads", ["steadily", "then stops"])
+def test_a_request_body_the_server_takes_slowly_counts_as_activity(
+    harness: Harness, scripted: MakeServer, server_reads: str
+) -> None:
+    """A 3 MiB body, given at once, that the server reads 64 KiB every 20 ms (a second in
+    all; most of the time the rest sits in the kernel's send buffer, past the connection's
+    queue): no read timeout (0.3 s) while the bytes go out. A server that stops reading half
+    way: the read timeout."""
+    size = 3 * 1024 * 1024
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        got = len(support.read_head(sock)[1])
+        while got < size:
+            if server_reads == "then stops" and got >= size // 2:
+                server.event("stopped").set()
+                wait_closed(sock)
+                return
+            data = sock.recv(64 * 1024)
+            if not data:
+                return
+            got += len(data)
+            time.sleep(0.02)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        wait_closed(sock)
+
+    server = scripted(script)
+    client = harness.client(read_timeout=0.3, connect_timeout=5)
+    rec = harness.fetch(
+        client,
+        server.url(),
+        method=b"PUT",
+        headers=[(b"Content-Length", b"%d" % size)],
+        body=[b"x" * size],
+    )
+
+    harness.run(timeout=10)
+    if server_reads == "steadily":
+        assert rec.error is None
+        assert bytes(rec.body) == b"ok"
+    else:
+        assert type(rec.error) is ReadTimeoutError and rec.error.detail == "read"
+        assert server.event("stopped").is_set(), "the server never stopped reading"
+
+
 def test_total_timeout_covers_the_whole_exchange(harness: Harness, scripted: MakeServer) -> None:
     def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
         read_request(sock)

@@ -84,7 +84,9 @@ class HttpClient:
             server's addresses (happy eyeballs). Name, access and TLS failures are not retried.
         read_timeout: seconds without any byte received or sent while an exchange uses a
             connection, ``ReadTimeoutError("read")`` (None: ``connect_timeout``). Not counted
-            while the application pauses the response.
+            while the application pauses the response. A request body that the server takes
+            slowly counts as sent as long as the write queue moves (looked at when the limit
+            comes: a stalled upload fails after one to two periods).
         total_timeout: seconds from ``request_start`` to ``'response_done'``, waiting, connecting
             and retrying included: ``ReadTimeoutError("total")`` (None, the default: no limit).
         idle_timeout: seconds an idle connection is kept in the pool (60); 0 or None: no

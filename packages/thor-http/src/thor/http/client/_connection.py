@@ -36,7 +36,10 @@ distinct heads (a changing ``Date`` is one per second) never fill the table.
 Timers: one per connection, lazy. Every read and write stamps ``_last_io`` (a clock read, no
 timer work); the timer fires at the earliest deadline that could matter and, when it fires, works
 out whether anything really expired (read inactivity while ACTIVE, ``idle_timeout`` while IDLE)
-or re-arms itself for the true deadline. So a busy connection schedules about one timer per
+or re-arms itself for the true deadline. Bytes the kernel takes from the write queue (a large
+request body going out) are seen there too: a queue whose size changed since the timer last
+looked counts as activity, so a body that drains never times out, and one that stalls does
+after one to two ``read_timeout`` periods. So a busy connection schedules about one timer per
 ``read_timeout`` period, not one per request or per read.
 """
 
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import errno
 import select
+import sys
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -74,6 +78,22 @@ CONNECTING, ACTIVE, IDLE, CLOSED = "connecting", "active", "idle", "closed"
 
 _NO_BODY_STATUS = (b"204", b"304")
 _HAS_POLL = hasattr(select, "poll")
+if sys.platform.startswith("linux"):
+    import fcntl
+    import termios
+
+    def _kernel_unsent(fd: int) -> int:
+        """Bytes in a TCP socket's send queue that the peer has not acknowledged yet (Linux's
+        SIOCOUTQ, which is TIOCOUTQ)."""
+        return int.from_bytes(fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"), sys.byteorder)
+
+else:  # pragma: no cover - elsewhere only the connection's own queue is looked at
+
+    def _kernel_unsent(fd: int) -> int:
+        """Not known on this platform."""
+        return 0
+
+
 _ALLOWANCE = 0.001  # a timer firing this early counts as on time
 
 
@@ -124,6 +144,7 @@ class HttpClientConnection(EventEmitter):
         "_known",
         "_last_io",
         "_out_paused",
+        "_queued_seen",
         "_response_bytes",
         "_sent",
         "_tcp_client",
@@ -167,6 +188,7 @@ class HttpClientConnection(EventEmitter):
         self._out_paused = False
         self._eof_pending = False
         self._last_io = 0.0
+        self._queued_seen = 0  # the TCP write queue's size when the timer last looked
         self._timer: ScheduledEvent | None = None
         self._timer_at = 0.0
         self._known = client._known_responses
@@ -668,6 +690,20 @@ class HttpClientConnection(EventEmitter):
         limit = client.read_timeout
         return limit if limit is not None else client.connect_timeout
 
+    def _unsent(self) -> int:
+        """Bytes of output not yet acknowledged by the server: the TCP connection's write queue
+        and, on Linux, what the kernel still holds (SIOCOUTQ)."""
+        tcp_conn = self.tcp_conn
+        if tcp_conn is None:
+            return 0
+        unsent = tcp_conn.write_buffer_size
+        if tcp_conn.tcp_connected:
+            try:
+                unsent += _kernel_unsent(tcp_conn.socket.fileno())
+            except (OSError, ValueError):
+                pass
+        return unsent
+
     def _arm(self, when: float) -> None:
         """Make sure the timer fires no later than ``when``."""
         timer = self._timer
@@ -694,6 +730,12 @@ class HttpClientConnection(EventEmitter):
                 return
             if self._app_paused:
                 self._last_io = now  # the application holds the response: not the server's fault
+            queued = self._unsent()
+            if queued != self._queued_seen:
+                # bytes went out since the last look: the server is taking the request (a
+                # large body), which counts as activity (no per-send bookkeeping)
+                self._queued_seen = queued
+                self._last_io = now
             if now >= self._last_io + limit - _ALLOWANCE:
                 self._close(ReadTimeoutError("read"))
             else:
