@@ -401,7 +401,8 @@ class ProxyBase(EventEmitter):
         px.req_hdrs = fields[:]  # (a copy: hooks and selectors may change it)
         if px.host is None:
             px.host = host
-        px._upgrade = upgrade
+        if version == b"1.1":  # (an Upgrade in an HTTP/1.0 request is ignored: RFC 9110 §7.8)
+            px._upgrade = upgrade
         if remaining == 0:
             if method == b"TRACE":
                 body = trace_body(method, ex.uri, px.version, ex.req_hdrs)

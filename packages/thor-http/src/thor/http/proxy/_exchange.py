@@ -560,8 +560,7 @@ class ProxyExchange:
         what = "bad upstream response" if anomaly else "upstream"
         self.record.error = f"{what}: {err.desc}" + (f" ({err.detail})" if err.detail else "")
         if self._res_started:
-            self._close_downstream()
-            self._finish(False, self.record.error)
+            self._cut_short(False)
             return
         status, phrase = status_for_error(err)
         text = "Bad upstream response" if anomaly else err.desc
@@ -592,8 +591,7 @@ class ProxyExchange:
         self.record.error = f"{type(exc).__name__}: {exc}"
         self._abandon_upstream()
         if self._res_started:
-            self._close_downstream()
-            self._finish(not upstream_fault, self.record.error)
+            self._cut_short(not upstream_fault)
             return
         if upstream_fault:
             self._answer_error(b"502", b"Bad Gateway", "Bad Gateway", close=True, ok=False)
@@ -611,8 +609,7 @@ class ProxyExchange:
         if self._done:
             return
         if self._res_started:
-            self._close_downstream()
-            self._finish(ok, self.record.error)
+            self._cut_short(ok)
             return
         ex = self.server_exchange
         body = text.encode("utf-8", "replace") + b"\n"
@@ -633,10 +630,15 @@ class ProxyExchange:
                 self.record.bytes_out += len(body)
             ex.response_done(_EMPTY, close)
         except HttpError:  # the exchange is in a state that cannot take it: just close
-            self._close_downstream()
+            self._cut_short(ok)
+            return
         self._finish(ok, self.record.error)
 
-    def _close_downstream(self) -> None:
+    def _cut_short(self, ok: bool) -> None:
+        """Finish with the error recorded, then close the client's connection (its response
+        cannot be completed). Finished first: the close emits the server exchange's
+        ``'error'``, which must not be taken for a failure of the client."""
+        self._finish(ok, self.record.error)
         conn = self.server_exchange.http_conn
         if conn.tcp_conn is not None:
             conn.close()
