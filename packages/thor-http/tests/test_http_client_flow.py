@@ -19,15 +19,17 @@ import http_client_support as support
 import pytest
 import trustme
 
-from thor.http.error import ConnectError
+from thor.http.error import ConnectError, OutputError
+from thor.tcp import TcpConnection
 
 if TYPE_CHECKING:
-    from http_client_support import EchoServer, Harness, ScriptedServer
+    from http_client_support import EchoServer, Harness, Recorder, ScriptedServer
 
 
 harness = support.harness
 scripted = support.scripted
 echo_server = support.echo_server
+echoed = support.echoed
 read_request = support.read_request
 read_head = support.read_head
 response = support.response
@@ -340,3 +342,33 @@ def test_cli_dns_failure(tmp_path: Path) -> None:
 def test_cli_usage_error_exits_2() -> None:
     done = cli()
     assert done.returncode == 2
+
+
+@pytest.mark.parametrize("when", ["waiting for its connection", "on a pooled connection"])
+def test_a_body_over_the_connections_hard_limit_fails_the_exchange_cleanly(
+    harness: Harness, echo_server: EchoServer, when: str
+) -> None:
+    """17 MiB given at once, over thor-net's max_write_buffer_size (16 MiB): the exchange fails
+    with OutputError (nothing raised into the loop, no chunk framing left half written on a
+    live connection), and the client goes on serving requests."""
+    client = harness.client()
+    size = TcpConnection.max_write_buffer_size + 1024 * 1024
+    recs: list[Recorder] = []
+
+    def put() -> None:
+        exchange = client.exchange()
+        recs.append(harness.track(exchange))
+        exchange.request_start(b"PUT", echo_server.url().encode(), [])
+        exchange.request_body(b"x" * size)  # chunked
+        exchange.request_done([])
+
+    if when == "on a pooled connection":
+        harness.then(lambda: recs.append(harness.fetch(client, echo_server.url())))
+    harness.then(put)
+    harness.then(lambda: recs.append(harness.fetch(client, echo_server.url("/after"))))
+    harness.run(timeout=10)
+    failed = recs[-2]
+    assert isinstance(failed.error, OutputError)
+    assert "refused" in str(failed.error)
+    assert failed.events == ["error"]
+    assert echoed(recs[-1])["path"] == "/after"

@@ -295,7 +295,10 @@ class HttpClientExchange(EventEmitter):
 
     def request_body(self, chunk: bytes | bytearray | memoryview) -> None:
         """Send part of the request body (chunked, unless a Content-Length was given). A
-        bytearray or memoryview is copied (the application may reuse it at once).
+        bytearray or memoryview is copied (the application may reuse it at once). Output the
+        connection cannot take (more than thor-net's ``max_write_buffer_size`` queued, 16 MiB:
+        the application went on through ``'pause'`` (True)) fails the exchange with
+        ``OutputError`` (emitted as ``'error'``; the connection is closed).
 
         Raises:
             OutputStateError: before ``request_start`` or after ``request_done``.
@@ -461,6 +464,8 @@ class HttpClientExchange(EventEmitter):
         return True
 
     def _send(self, data: bytes) -> None:
+        if self._finished:
+            return  # (failed by an earlier part of the same request_body call)
         if self._keep:
             kept = self._kept
             if kept is None:
@@ -472,7 +477,12 @@ class HttpClientExchange(EventEmitter):
             self._attempted = True
             # a request that is not idempotent may be retried only while no byte of it was
             # taken: its first write is sent at once, to know
-            if conn._write(data, not self._idempotent and not self._written):
+            try:
+                written = conn._write(data, not self._idempotent and not self._written)
+            except BufferError as exc:
+                self._refused(exc)
+                return
+            if written:
                 self._written = True
                 if not self._idempotent:
                     self._keep = False  # written: it will never be replayed
@@ -487,6 +497,16 @@ class HttpClientExchange(EventEmitter):
         if not self._told_paused and self._pending_size > TcpConnection.write_bufsize:
             self._told_paused = True
             self.emit("pause", True)
+
+    def _refused(self, exc: BufferError) -> None:
+        """The connection refused a write (over its hard limits): fail the exchange (which
+        closes the connection, so no partial framing is ever continued)."""
+        self._fail(
+            OutputError(
+                f"request body refused: {exc}; send it in parts, holding back while 'pause' "
+                "(True) is in force"
+            )
+        )
 
     def cancel(self) -> None:
         """Abandon the exchange: nothing more is sent, and nothing more is emitted. A request
@@ -515,7 +535,12 @@ class HttpClientExchange(EventEmitter):
             self._pending_size = 0
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             self._attempted = True
-            if conn._write(data, not self._idempotent):
+            try:
+                written = conn._write(data, not self._idempotent)
+            except BufferError as exc:
+                self._refused(exc)
+                return
+            if written:
                 self._written = True
                 if not self._idempotent:
                     self._keep = False
