@@ -30,6 +30,7 @@ from thor.http.error import (
     StartLineError,
     TransferCodeError,
     TransferEncodingCLError,
+    UpgradeError,
     UrlError,
 )
 from thor.tcp import TcpConnection
@@ -625,7 +626,8 @@ def test_101_without_upgrade_listener_is_an_error(harness: Harness, scripted: Ma
     rec = harness.fetch(client, server.url(), headers=[(b"Upgrade", b"x")])
     harness.run()
     assert rec.events == ["error"]
-    assert isinstance(rec.error, HttpError)
+    assert type(rec.error) is UpgradeError
+    assert rec.error.code == "HTTP_UPGRADE" and rec.error.server_status[0] == b"502"
     assert rec.counts == {}  # closed before the error
 
 

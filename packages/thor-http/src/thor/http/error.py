@@ -56,6 +56,7 @@ __all__ = [
     "TopLineSpaceError",
     "TransferCodeError",
     "TransferEncodingCLError",
+    "UpgradeError",
     "UrlError",
     "WriteTimeoutError",
 ]
@@ -381,6 +382,14 @@ class WriteTimeoutError(HttpError):
     desc = "Write Timeout"
     code = "HTTP_WRITE_TIMEOUT"
     server_status = (b"504", b"Gateway Timeout")
+
+
+class UpgradeError(HttpError):
+    """A server switched protocols (101) in answer to a request that asked for no upgrade."""
+
+    desc = "The server switched protocols without being asked"
+    code = "HTTP_UPGRADE"
+    server_status = (b"502", b"Bad Gateway")
 
 
 class DnsError(HttpError):

@@ -62,6 +62,7 @@ from ..error import (
     DnsError,
     HttpError,
     ReadTimeoutError,
+    UpgradeError,
 )
 
 if TYPE_CHECKING:
@@ -530,7 +531,7 @@ class HttpClientConnection(EventEmitter):
         if status[0] == 49:  # "1": interim response
             if status == b"101":
                 if not exchange._upgrade:
-                    raise HttpError("101 Switching Protocols, but no upgrade was asked for")
+                    raise UpgradeError("101 Switching Protocols, but no upgrade was asked for")
                 self._upgrade_head = head
             exchange.input_header_length = head.header_length
             exchange.emit("response_nonfinal", status, head.phrase, head.headers)
