@@ -257,6 +257,13 @@ def test_https_with_a_given_context(harness: Harness, https_server: EchoServer, 
 # -- the command line ----------------------------------------------------------------------------
 
 
+#: ``thor get URL`` (the installed script's entry point)
+THOR_GET = (
+    "import sys; from thor.http.cli import main; sys.argv[0] = 'thor'; "
+    "sys.exit(main(['get', *sys.argv[1:]]))"
+)
+
+
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, PYTHONWARNINGS="error")
     return subprocess.run(
@@ -372,3 +379,39 @@ def test_a_body_over_the_connections_hard_limit_fails_the_exchange_cleanly(
     assert "refused" in str(failed.error)
     assert failed.events == ["error"]
     assert echoed(recs[-1])["path"] == "/after"
+
+
+@pytest.mark.parametrize("command", [["-m", "thor.http.client"], ["-c", THOR_GET]])
+def test_cli_output_closed_early_exits_1_with_one_line(
+    scripted: MakeServer, command: list[str]
+) -> None:
+    """The reader of the output (``| head -c 10``) exits while a 2 MB body arrives: the fetch
+    is abandoned, exit status 1, one line saying so (no traceback)."""
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n")
+        try:
+            for _ in range(200):
+                sock.sendall(b"x" * 10_000)
+                time.sleep(0.002)
+        except OSError:
+            pass
+
+    server = scripted(script)
+    process = subprocess.Popen(
+        [sys.executable, *command, server.url()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONWARNINGS="error"),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10) == b"HTTP/1.1 2"
+    process.stdout.close()  # as `head -c 10` does
+    stderr = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=30) == 1
+    assert stderr.splitlines() == [
+        (b"thor.http.client: " if command[0] == "-m" else b"thor get: ")
+        + b"the output was closed before the response ended"
+    ]

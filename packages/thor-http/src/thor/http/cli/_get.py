@@ -219,8 +219,12 @@ def run(args: argparse.Namespace) -> int:
             saver.finish()
         client.close()
         loop.close()
-    if printer is not None and printer.failure is not None:
-        raise CliError(describe_error(printer.failure))
+    if printer is not None:
+        closed = printer.output_failure()
+        if closed is not None:
+            raise CliError(closed)
+        if printer.failure is not None:
+            raise CliError(describe_error(printer.failure))
     message = saver.failure if saver is not None else None
     if message is not None:
         raise CliError(message)

@@ -9,6 +9,7 @@ before the final one. On failure, one line goes to stderr (``thor.http.client: <
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
@@ -90,9 +91,12 @@ class ResponsePrinter:
         self.out = out
         self.loop = loop
         self.failure: HttpError | None = None
+        self.output_closed = False  # the output went away (a pipe whose reader exited)
+        self._exchange: HttpClientExchange | None = None
 
     def attach(self, exchange: HttpClientExchange) -> None:
         """Print what ``exchange`` receives."""
+        self._exchange = exchange
 
         def final(status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
             self.head(exchange.res_version, status, phrase, headers)
@@ -114,18 +118,44 @@ class ResponsePrinter:
         lines = [b"HTTP/%s %s %s\n" % (version or b"1.1", status, phrase)]
         lines += [b"%s:%s\n" % field for field in headers]
         lines.append(b"\n")
-        self.out.write(b"".join(lines))
+        self.write(b"".join(lines))
 
     def response_body(self, chunk: bytes) -> None:
         """Write part of the body."""
-        self.out.write(chunk)
+        self.write(chunk)
 
     def response_done(self, trailers: RawHeaderListType) -> None:
         """Write the trailers, if any; stop the loop."""
         if trailers:
-            self.out.write(b"".join(b"%s:%s\n" % field for field in trailers))
-        self.out.flush()
+            self.write(b"".join(b"%s:%s\n" % field for field in trailers))
+        self.write(b"", flush=True)
         self.loop.stop()
+
+    def output_failure(self) -> str | None:
+        """Once the fetch is over: why the output failed (it was closed), or None. Standard
+        output that was closed is pointed at /dev/null, so that the interpreter's own flush at
+        exit does not fail again."""
+        if not self.output_closed:
+            return None
+        if self.out is sys.stdout.buffer:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return "the output was closed before the response ended"
+
+    def write(self, data: bytes, flush: bool = False) -> None:
+        """Write to the output; once it is closed (``head`` exited), abandon the exchange and
+        stop the loop."""
+        if self.output_closed:
+            return
+        try:
+            if data:
+                self.out.write(data)
+            if flush:
+                self.out.flush()
+        except BrokenPipeError:
+            self.output_closed = True
+            if self._exchange is not None:
+                self._exchange.cancel()
+            self.loop.stop()
 
     def error(self, err: HttpError) -> None:
         """Remember the failure; stop the loop."""
@@ -149,6 +179,10 @@ def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None) -> int:
         loop.run()
     client.close()
     loop.close()
+    closed = printer.output_failure()
+    if closed is not None:
+        print(f"thor.http.client: {closed}", file=sys.stderr)
+        return 1
     if printer.failure is not None:
         print(f"thor.http.client: {describe_error(printer.failure)}", file=sys.stderr)
         return 1
