@@ -57,7 +57,9 @@ is left to send or to read, else with the TcpConnection's lingering close (``_no
 
 **Timeouts** are checked by the server's sweep (one timer per server, every
 ``sweep_interval``), not by timers per connection re-armed on every read: a read only sets
-``_fresh``; the sweep turns that into a timestamp. See ``_check_timeouts`` for the rules.
+``_fresh`` (not one of ignored empty lines between requests, which would otherwise keep an idle
+connection open for ever); the sweep turns that into a timestamp. See ``_check_timeouts`` for
+the rules.
 
 **TcpConnection events** arrive through the emitter's sink (``_TcpSink``), which costs less
 than listeners (no context switch per event, nothing to register per connection). An
@@ -78,6 +80,7 @@ from thor.events import EventEmitter
 from ._parser import HEAD_STATE, NO_BODY, Head
 from ._server_exchange import _DONE, _FLUSH_SIZE, _NONE, _STARTED, HttpServerExchange
 from .error import (
+    BodyTooLargeError,
     ConnectError,
     HttpError,
     PipelineTooDeepError,
@@ -122,6 +125,16 @@ class _NoOwner:
 
 
 _NO_OWNER = _NoOwner()
+
+
+def _body_follows(headers: RawHeaderListType) -> bool:
+    """Whether a request with these (valid) header fields has a body, as the parser frames
+    it: a Transfer-Encoding, or a Content-Length other than 0."""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip(b" \t0")):
+            return True
+    return False
 
 
 class _TcpSink:
@@ -169,6 +182,7 @@ class HttpServerConnection(EventEmitter):
     __slots__ = (
         "_batch",
         "_body_base",
+        "_body_cut",
         "_body_since",
         "_cause",
         "_client_done",
@@ -198,6 +212,7 @@ class HttpServerConnection(EventEmitter):
         "_switching",
         "_tcp",
         "_tcp_paused",
+        "_write_limit",
         "server",
         "tcp_conn",
     )
@@ -238,6 +253,8 @@ class HttpServerConnection(EventEmitter):
         self._stall_size = 0
         self._peer_eof = False
         self._client_done = False  # a request said it was the client's last (see _nothing_more)
+        self._body_cut = False  # a body may still be coming after an input error (_nothing_more)
+        self._write_limit = 0  # the TcpConnection's max_write_buffer_size, while raised (_refused)
         tcp_conn.sink(self._sink)
 
     # -- public API -----------------------------------------------------------------------------
@@ -313,8 +330,17 @@ class HttpServerConnection(EventEmitter):
         meanwhile anyway would get a reset, which destroys what of the response it has not
         read yet (its whole tail, when its receive window is small). What such a client
         sends after the socket is closed still meets a reset, as RFC 9112 §9.6 allows for an
-        immediate close. Plain TCP only: TLS sends close_notify first.
+        immediate close. Plain TCP only: TLS sends close_notify first. Never while the current
+        request is only partly read (its body still coming, or cut short by an input error: a
+        malformed body, a 413 for a Content-Length over ``max_body_size``): the client is most
+        likely still sending it, even if nothing is readable this instant.
         """
+        parser = self._parser
+        if parser._state != HEAD_STATE:
+            if self._body_cut or not parser.dead:
+                return False
+        elif self._reading is not None and _body_follows(self._reading.req_hdrs):
+            return False  # (a head being announced: the parser is not in its body yet)
         sock = tcp.socket
         if type(sock) is not socket.socket or self._parser.take_buffered():
             return False
@@ -342,13 +368,18 @@ class HttpServerConnection(EventEmitter):
     # -- input ----------------------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
-        self._fresh = True
         if self._hold:
+            self._fresh = True
             self._held_input(data)
             return
         self._in_batch = self._in_read = True
         parser = self._parser
         idle = parser._state == HEAD_STATE and not parser._buf  # (parser.idle, inlined)
+        # Empty lines before a request (RFC 9112 §2.2: ignored) are not activity: a read that
+        # begins with one counts only if it starts a request (see the end of this method).
+        blank = idle and data[0] in b"\r\n"
+        if not blank:
+            self._fresh = True
         request = None
         if idle and self._known and not self._queue:
             server = self.server
@@ -375,6 +406,8 @@ class HttpServerConnection(EventEmitter):
             finally:
                 self._in_batch = self._in_read = False
                 self._batch = b""  # (an idle connection keeps no read alive)
+        if blank and (self._queue or not (parser._state == HEAD_STATE and not parser._buf)):
+            self._fresh = True
         if self._switching is not None:
             self._hand_over(self._switching)
         elif self._out and not self._flush_queued:
@@ -524,9 +557,12 @@ class HttpServerConnection(EventEmitter):
         logger.debug("%r: %s", self, err)
         status, phrase = err.server_status
         ex = self._reading
+        if isinstance(err, BodyTooLargeError):
+            self._body_cut = True  # (refused for its Content-Length: its body is coming)
         if ex is not None and not ex._req_done:  # its body is malformed
             self._reading = None
             self._client_done = False  # (the rest of its body may still be coming)
+            self._body_cut = True
             res = ex._res
             ex._fail(err)
             if res == _NONE:
@@ -608,31 +644,34 @@ class HttpServerConnection(EventEmitter):
 
     # -- output ---------------------------------------------------------------------------------
 
-    def _output_added(self) -> None:
+    def _output_added(self) -> BufferError | None:
         """The exchange at the front of the queue added to ``_out`` outside a read batch, or
         past ``_FLUSH_SIZE`` bytes: large output goes now (so that the TCP flow control sees
         it), small output on the next loop turn (so that what is written together leaves
         together), in the server's one flush pass for all its connections (a proxy writes most
         responses outside the client's read batch: a scheduled call per connection and response
-        would cost more than the write)."""
+        would cost more than the write). Returns the refusal of a write that dropped the
+        connection (see ``_flush``), for ``response_body`` to raise."""
         if self._out_size > _FLUSH_SIZE:
-            self._flush()
-        elif not self._in_batch and not self._flush_queued:
+            return self._flush()
+        if not self._in_batch and not self._flush_queued:
             self._flush_queued = True
             self.server._flush_soon(self)
+        return None
 
-    def _flush(self, last: bool = False) -> None:
+    def _flush(self, last: bool = False) -> BufferError | None:
         """Write what the batch produced, in one write; with ``last``, as the connection's
-        last bytes (``TcpConnection.write_last``: the connection is closed then)."""
+        last bytes (``TcpConnection.write_last``: the connection is closed then). Returns the
+        refusal of a write that dropped the connection (see ``_refused``)."""
         out = self._out
         if not out:
-            return
+            return None
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_size = 0
         tcp = self.tcp_conn
         if tcp is None:
-            return
+            return None
         try:
             if last:
                 tcp.write_last(data)
@@ -640,9 +679,49 @@ class HttpServerConnection(EventEmitter):
                 tcp.write(data)
         except OSError:
             pass  # closed under us: the 'close' / 'disconnect' events tell the rest
-        except BufferError as exc:  # far over the pause threshold: the application ignored it
-            logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
-            self._drop(ConnectError(f"output buffer full: {exc}"))
+        except BufferError as exc:
+            return self._refused(tcp, data, last, exc)
+        return None
+
+    def _refused(
+        self, tcp: TcpConnection, data: bytes, last: bool, exc: BufferError
+    ) -> BufferError | None:
+        """The TcpConnection refused ``data`` (over its ``max_write_buffer_size``).
+
+        While the client keeps up (no more than ``write_bufsize`` queued: the writer was not
+        asked to pause), the write is taken anyway: it holds nothing that is not in memory
+        already, and goes out as the client reads it, the writer being paused meanwhile. The
+        limit is raised by the write's size for that, until the queue drains
+        (``_on_output_pause``). Otherwise the application wrote on while paused: the
+        connection is dropped, and the refusal returned."""
+        queued = tcp.write_buffer_size
+        if queued <= tcp.write_bufsize:
+            limit = self._write_limit or tcp.max_write_buffer_size
+            self._write_limit = limit
+            tcp.max_write_buffer_size = queued + len(data) + limit
+            try:
+                if last:
+                    tcp.write_last(data)
+                else:
+                    tcp.write(data)
+            except OSError:
+                return None  # closed under us (as in _flush)
+            except BufferError as again:  # max_write_buffer_chunks
+                exc = again
+            else:
+                if tcp.write_buffer_size <= limit:
+                    self._restore_write_limit()
+                return None
+        logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
+        self._drop(ConnectError(f"output buffer full: {exc}"))
+        return exc
+
+    def _restore_write_limit(self) -> None:
+        """Put back the TcpConnection's ``max_write_buffer_size`` that ``_refused`` raised."""
+        tcp = self._tcp
+        if tcp is not None:
+            tcp.max_write_buffer_size = self._write_limit
+        self._write_limit = 0
 
     def _response_done(self, ex: HttpServerExchange) -> None:
         """An exchange's response is complete (called by the exchange)."""
@@ -699,6 +778,8 @@ class HttpServerConnection(EventEmitter):
             if self._reading is None:
                 self._hold_set(self.HOLD_OUTPUT)
         else:
+            if self._write_limit:
+                self._restore_write_limit()
             self._hold_clear(self.HOLD_OUTPUT)
         try:
             self.emit("pause", paused)
@@ -735,10 +816,11 @@ class HttpServerConnection(EventEmitter):
                 self.close()
 
     def _on_disconnect(self) -> None:
-        """The socket is closed: tell the exchanges still waiting for their response."""
+        """The socket is closed: tell the exchanges still waiting for their response. The
+        parser stops (pipelined requests later in the read being parsed start no exchange)."""
         self.tcp_conn = None
         self._tcp = None
-        self._hold |= self.HOLD_CLOSE
+        self._hold_set(self.HOLD_CLOSE)
         if self._resume_event is not None:
             self._resume_event.delete()
             self._resume_event = None

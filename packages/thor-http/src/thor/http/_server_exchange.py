@@ -267,8 +267,12 @@ class HttpServerExchange(EventEmitter):
             OutputStateError: before ``response_start`` or after ``response_done``; or on a
                 101 / CONNECT 2xx response (the tunnel is written through ``'upgrade'``).
             OutputError: more bytes than the Content-Length given to ``response_start``.
-            BufferError: the client reads too slowly and far more than the ``'pause'``
-                threshold is buffered.
+            BufferError: the application wrote on while paused (``'pause'``), and the
+                connection's queue would pass the TcpConnection's ``max_write_buffer_size``:
+                the connection is dropped (``'error'`` comes first). While not paused, a chunk
+                of any size is taken, and sent as the client reads it. Output kept for the end
+                of a read batch (less than 64 KiB) is refused later, with the same drop: only
+                ``'error'`` tells then.
         """
         if self._res != _STARTED:
             if self._dead:
@@ -289,8 +293,9 @@ class HttpServerExchange(EventEmitter):
         elif framing == CHUNKED:
             size = len(chunk)
             if size > _COPY_LIMIT:
-                self._output(b"%x\r\n" % size)
-                self._output(chunk)
+                refused = self._output(b"%x\r\n" % size) or self._output(chunk)
+                if refused is not None:
+                    raise refused
                 chunk = b"\r\n"
             else:
                 chunk = b"%x\r\n%b\r\n" % (size, chunk)
@@ -303,7 +308,9 @@ class HttpServerExchange(EventEmitter):
             conn._out.append(chunk)
             conn._out_size += len(chunk)
             if not conn._in_batch or conn._out_size > _FLUSH_SIZE:
-                conn._output_added()
+                refused = conn._output_added()
+                if refused is not None:
+                    raise refused
         else:
             self._keep(chunk)
 
@@ -347,15 +354,18 @@ class HttpServerExchange(EventEmitter):
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _output(self, data: bytes) -> None:
+    def _output(self, data: bytes) -> BufferError | None:
+        """Write ``data`` (or hold it: ``_keep``); returns the refusal of a write that dropped
+        the connection (``HttpServerConnection._flush``)."""
         if self._head:
             conn = self.http_conn
             conn._out.append(data)
             conn._out_size += len(data)
             if not conn._in_batch or conn._out_size > _FLUSH_SIZE:
-                conn._output_added()
+                return conn._output_added()
         else:
             self._keep(data)
+        return None
 
     def _keep(self, data: bytes) -> None:
         """Hold output of an exchange that is not at the front of the queue yet."""

@@ -1,0 +1,225 @@
+"""HttpServer fixes from an audit: a response that ends the connection while the request body is
+still coming gets a lingering close (not a reset that destroys it); a connection that is gone
+starts no exchange for the rest of the read being parsed; empty lines between requests do not
+keep an idle connection open; a response chunk over the TcpConnection's hard write limit is sent
+while the client keeps up, and refused with BufferError (not dropped silently) once paused."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import http_server_support as support
+import pytest
+
+from thor.http import error
+from thor.http.server import HttpServerExchange
+from thor.tcp import TcpConnection
+
+if TYPE_CHECKING:
+    from http_server_support import Harness, RawHeaders
+
+harness = support.harness
+
+BODY_SIZE = 8_000_000  # more than the kernel buffers take: the client waits for the server
+UPLOAD_HEAD = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % BODY_SIZE
+#: a chunked upload whose first chunk size line is malformed (400 while the rest is coming)
+BAD_CHUNKED = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+
+
+# -- closing while the request body is still coming ------------------------------------------------
+
+
+def raise_at_once(exchange: HttpServerExchange) -> None:
+    raise RuntimeError("an application bug")  # answered 500 by the server
+
+
+def refuse_at_once(exchange: HttpServerExchange) -> None:
+    def start(method: bytes, uri: bytes, headers: RawHeaders) -> None:
+        exchange.response_start(b"403", b"Forbidden", [(b"Content-Length", b"6")])
+        exchange.response_body(b"denied")
+        exchange.response_done([], close=True)
+
+    exchange.on("request_start", start)
+
+
+@pytest.mark.parametrize(
+    ("handler", "settings", "start", "status"),
+    [
+        (raise_at_once, {}, UPLOAD_HEAD, b"500"),
+        (refuse_at_once, {}, UPLOAD_HEAD, b"403"),
+        (None, {"max_body_size": 1000}, UPLOAD_HEAD, b"413"),
+        (None, {}, BAD_CHUNKED, b"400"),
+    ],
+    ids=["application-error", "early-close", "body-too-large", "malformed-body"],
+)
+def test_an_answer_before_the_body_is_read_lingers_for_the_rest(
+    harness: Harness, handler: Any, settings: dict[str, Any], start: bytes, status: bytes
+) -> None:
+    """The server answers and ends the connection before the body is read, when nothing more
+    of it is readable yet: the client, which sends the body before reading the answer (as
+    http.client does), can send all of it and then reads the whole answer."""
+    server = harness.server(handler, **settings)
+
+    def client() -> tuple[bool, bytes]:
+        sock = harness.connect(server)
+        sock.sendall(start)
+        sock.recv(1, socket.MSG_PEEK)  # the answer is out (the server closed already, or not)
+        try:
+            for _ in range(BODY_SIZE // 100_000):
+                sock.sendall(b"a" * 100_000)
+        except OSError:
+            return False, b""
+        return True, support.recv_until_close(sock, 5.0)
+
+    sent, answer = harness.client(client)
+    assert sent
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+
+
+# -- a connection gone in the middle of a read -----------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["request_body", "request_done"])
+def test_no_exchange_starts_after_the_connection_is_gone(harness: Harness, event: str) -> None:
+    """The application aborts the connection while the first of three pipelined requests (read
+    at once) is delivered: the two others make no exchange."""
+    records: list[support.Record] = []
+
+    def handler(exchange: HttpServerExchange) -> None:
+        records.append(support.Record(exchange))
+
+        def abort(*args: object) -> None:
+            tcp = exchange.http_conn.tcp_conn
+            if tcp is not None:
+                tcp.abort()
+
+        exchange.on(event, abort)
+
+    server = harness.server(handler)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(
+            b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nDATA"
+            b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nDATA"
+            b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        return support.recv_until_close(sock, 5.0)
+
+    assert harness.client(client) == b""
+    assert [record.uri for record in records] == [b"/1"]
+    assert [type(err) for err in records[0].errors] == [error.ConnectError]
+
+
+# -- empty lines between requests ------------------------------------------------------------------
+
+
+def test_empty_lines_do_not_keep_an_idle_connection_open(harness: Harness) -> None:
+    """Empty lines before a request line are ignored (RFC 9112 §2.2), so they are no activity
+    either: a used connection that only gets empty lines is closed after ``idle_timeout``."""
+    server = harness.server(
+        support.hello_handler(), idle_timeout=0.5, request_head_timeout=0.5, sweep_interval=0.05
+    )
+
+    def client() -> tuple[bytes, bool]:
+        sock = harness.connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        body = support.ResponseReader(sock).read().body
+        for _ in range(50):  # an empty line every 0.1 s, for 5 s at most
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:
+                return body, True
+            if support.closed_by_peer(sock, 0.1):
+                return body, True
+        return body, False
+
+    body, closed = harness.client(client)
+    assert body == support.HELLO
+    assert closed
+
+
+# -- response chunks over the hard write limit -----------------------------------------------------
+
+BIG = 20_000_000  # over TcpConnection.max_write_buffer_size (16 MiB)
+
+
+@pytest.mark.parametrize("counted", [True, False], ids=["content-length", "chunked"])
+def test_a_chunk_over_the_write_limit_is_sent_to_a_reading_client(
+    harness: Harness, counted: bool
+) -> None:
+    """One ``response_body`` larger than the TcpConnection's ``max_write_buffer_size``, while
+    the client keeps up: accepted, and the whole response arrives (with a chunked body, the
+    last chunk written right after it too)."""
+    outcome: list[Any] = []
+
+    def handler(exchange: HttpServerExchange) -> None:
+        exchange.on("error", outcome.append)
+
+        def done(trailers: RawHeaders) -> None:
+            fields = [(b"Content-Length", b"%d" % BIG)] if counted else []
+            exchange.response_start(b"200", b"OK", fields)
+            try:
+                exchange.response_body(b"x" * BIG)
+                exchange.response_done([])
+            except BufferError as exc:
+                outcome.append(exc)
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> int:
+        sock = harness.connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            return len(support.ResponseReader(sock, timeout=10.0).read().body)
+        except ConnectionError:
+            return -1
+
+    assert harness.client(client, timeout=20.0) == BIG
+    assert outcome == []
+
+
+def test_writing_on_while_paused_past_the_write_limit_raises_buffer_error(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application that ignores ``'pause'`` (its client reads nothing) gets BufferError from
+    ``response_body`` once the queue would pass ``max_write_buffer_size``; the connection is
+    dropped and the exchange told (``'error'`` first)."""
+    monkeypatch.setattr(TcpConnection, "max_write_buffer_size", 1 << 20)
+    monkeypatch.setattr(TcpConnection, "write_bufsize", 64 * 1024)
+    seen: list[Any] = []
+    finished = threading.Event()
+
+    def handler(exchange: HttpServerExchange) -> None:
+        exchange.on("error", seen.append)
+        exchange.on("pause", seen.append)
+
+        def done(trailers: RawHeaders) -> None:
+            exchange.response_start(b"200", b"OK", [])
+            chunk = b"x" * 100_000
+            try:
+                for _ in range(1000):  # far more than the kernel's buffers and the queue take
+                    exchange.response_body(chunk)
+            except BufferError as exc:
+                seen.append(exc)
+                seen.append(exchange.http_conn.tcp_conn)
+            finally:
+                finished.set()
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> bool:
+        sock = harness.connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return finished.wait(10.0)  # (reading nothing meanwhile)
+
+    assert harness.client(client, timeout=20.0)
+    assert seen[0] is True  # paused first
+    assert [type(item) for item in seen[1:3]] == [error.ConnectError, BufferError]
+    assert seen[3:] == [None]  # the connection is gone
