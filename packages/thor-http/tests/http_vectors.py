@@ -184,6 +184,13 @@ VALID_REQUESTS = [
         E(),
     ),
     ok(
+        "absolute-form-query-without-path",
+        "an authority followed by a query, no path",
+        rq(HOST, line=b"GET http://example.com?q=1 HTTP/1.1"),
+        H(target=b"http://example.com?q=1", host=b"example.com"),
+        E(),
+    ),
+    ok(
         "absolute-form-https-uppercase-scheme",
         "the scheme is case-insensitive (RFC 3986 §3.1)",
         rq(b"Host: Example.COM:8443", line=b"GET HTTPS://Example.COM:8443/ HTTP/1.1"),
@@ -1284,6 +1291,24 @@ INVALID_REQUESTS = [
         "target-absolute-no-slashes",
         "'http:' without an authority",
         rq(HOST, line=b"GET http:/x HTTP/1.1"),
+        RequestLineError,
+    ),
+    bad(
+        "target-absolute-empty-host",
+        "an http URI without a host is invalid (RFC 9110 §4.2.1)",
+        rq(HOST, line=b"GET http:///x HTTP/1.1"),
+        RequestLineError,
+    ),
+    bad(
+        "target-absolute-port-only",
+        "an authority of only a port has no host",
+        rq(HOST, line=b"GET http://:80/x HTTP/1.1"),
+        RequestLineError,
+    ),
+    bad(
+        "target-absolute-userinfo",
+        "userinfo in an http(s) URI is an error (RFC 9110 §4.2.4)",
+        rq(HOST, line=b"GET http://user:pw@example.com/ HTTP/1.1"),
         RequestLineError,
     ),
     bad(

@@ -218,7 +218,8 @@ def test_forward_proxy_absolute_form(harness: Harness) -> None:
 
 def test_a_bad_absolute_form_target_is_400_and_closes(harness: Harness) -> None:
     """Both proxies answer an absolute-form target they cannot take apart (a port out of range,
-    an unclosed IPv6 literal, an empty host) 400 with Connection: close."""
+    an unclosed IPv6 literal) 400 with Connection: close; one without a host is refused by the
+    server's parser already (400, and the connection closed)."""
     seen = ps.Seen()
     origin = harness.server(ps.inspecting_handler(seen))
     forward_front, _forward = ps.make_proxy(harness, cls=ForwardProxy)
@@ -236,7 +237,12 @@ def test_a_bad_absolute_form_target_is_400_and_closes(harness: Harness) -> None:
                 out.append((response.status, response.body, response.header(b"connection"), closed))
         return out
 
-    assert harness.client(client) == [(b"400", b"Bad request target\n", [b"close"], True)] * 6
+    answers = harness.client(client)
+    for number, (status, body, connection, closed) in enumerate(answers):
+        assert (status, closed) == (b"400", True)
+        if number % 3 != 2:  # (not the empty host: the parser's own answer)
+            assert (body, connection) == (b"Bad request target\n", [b"close"])
+    assert len(answers) == 6
     assert not seen.requests
 
 

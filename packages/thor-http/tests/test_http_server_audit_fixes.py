@@ -148,17 +148,31 @@ BIG = 20_000_000  # over TcpConnection.max_write_buffer_size (16 MiB)
 
 @pytest.mark.parametrize("counted", [True, False], ids=["content-length", "chunked"])
 def test_a_chunk_over_the_write_limit_is_sent_to_a_reading_client(
-    harness: Harness, counted: bool
+    harness: Harness, counted: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One ``response_body`` larger than the TcpConnection's ``max_write_buffer_size``, while
-    the client keeps up: accepted, and the whole response arrives (with a chunked body, the
-    last chunk written right after it too)."""
+    """One ``response_body`` larger than the TcpConnection's ``max_write_buffer_size`` (here
+    1 MiB), while the client keeps up: accepted, and the whole response arrives (with a
+    chunked body, the last chunk written right after it too). The client starts reading only
+    once it is written, so the queue holds more than the limit until it drains; then the
+    limit is back (a second request on the connection sees it)."""
+    monkeypatch.setattr(TcpConnection, "max_write_buffer_size", 1 << 20)
+    monkeypatch.setattr(TcpConnection, "write_bufsize", 64 * 1024)
     outcome: list[Any] = []
+    limits: list[int] = []  # the TcpConnection's max_write_buffer_size at each request
+    written = threading.Event()  # the client reads only then: the queue holds over the limit
 
     def handler(exchange: HttpServerExchange) -> None:
         exchange.on("error", outcome.append)
+        tcp_conn = exchange.http_conn.tcp_conn
+        assert tcp_conn is not None
+        limits.append(tcp_conn.max_write_buffer_size)
 
         def done(trailers: RawHeaders) -> None:
+            if exchange.uri == b"/small":
+                exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+                exchange.response_body(b"ok")
+                exchange.response_done([])
+                return
             fields = [(b"Content-Length", b"%d" % BIG)] if counted else []
             exchange.response_start(b"200", b"OK", fields)
             try:
@@ -166,21 +180,29 @@ def test_a_chunk_over_the_write_limit_is_sent_to_a_reading_client(
                 exchange.response_done([])
             except BufferError as exc:
                 outcome.append(exc)
+            finally:
+                written.set()
 
         exchange.on("request_done", done)
 
     server = harness.server(handler)
 
-    def client() -> int:
+    def client() -> tuple[int, bytes]:
         sock = harness.connect(server)
+        reader = support.ResponseReader(sock, timeout=10.0)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        written.wait(10)
         try:
-            return len(support.ResponseReader(sock, timeout=10.0).read().body)
+            size = len(reader.read().body)
         except ConnectionError:
-            return -1
+            return -1, b""
+        # the same connection, after the queue drained: its limit is back
+        sock.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+        return size, reader.read().body
 
-    assert harness.client(client, timeout=20.0) == BIG
+    assert harness.client(client, timeout=20.0) == (BIG, b"ok")
     assert outcome == []
+    assert limits == [TcpConnection.max_write_buffer_size] * 2
 
 
 def test_writing_on_while_paused_past_the_write_limit_raises_buffer_error(

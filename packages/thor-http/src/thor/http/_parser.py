@@ -658,9 +658,16 @@ class HttpParser:
             if method != b"OPTIONS":
                 raise RequestLineError("asterisk-form target is only for OPTIONS")
             return
-        scheme, sep, _ = target.partition(b"://")
+        scheme, sep, rest = target.partition(b"://")
         if not sep or scheme.lower() not in (b"http", b"https"):
             raise RequestLineError(f"invalid request target {target!r}")
+        authority = rest.partition(b"/")[0].partition(b"?")[0]
+        if not authority or authority[0] == 58 or 64 in authority:  # "" / ":port" / "@"
+            # an http(s) URI without a host is invalid, and userinfo is an error (RFC 9110
+            # §4.2.1, §4.2.4)
+            raise RequestLineError(
+                f"absolute-form target without a host, or with userinfo: {target[:60]!r}"
+            )
 
     def _status_line(self, head: Head, line: bytes) -> None:
         parts = line.split(b" ", 2)

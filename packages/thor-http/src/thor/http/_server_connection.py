@@ -672,6 +672,7 @@ class HttpServerConnection(EventEmitter):
         tcp = self.tcp_conn
         if tcp is None:
             return None
+        paused = self._out_paused  # (before the write: a refused one may pause the writer)
         try:
             if last:
                 tcp.write_last(data)
@@ -680,22 +681,23 @@ class HttpServerConnection(EventEmitter):
         except OSError:
             pass  # closed under us: the 'close' / 'disconnect' events tell the rest
         except BufferError as exc:
-            return self._refused(tcp, data, last, exc)
+            return self._refused(tcp, data, last, exc, paused)
         return None
 
     def _refused(
-        self, tcp: TcpConnection, data: bytes, last: bool, exc: BufferError
+        self, tcp: TcpConnection, data: bytes, last: bool, exc: BufferError, paused: bool
     ) -> BufferError | None:
         """The TcpConnection refused ``data`` (over its ``max_write_buffer_size``).
 
-        While the client keeps up (no more than ``write_bufsize`` queued: the writer was not
-        asked to pause), the write is taken anyway: it holds nothing that is not in memory
-        already, and goes out as the client reads it, the writer being paused meanwhile. The
-        limit is raised by the write's size for that, until the queue drains
-        (``_on_output_pause``). Otherwise the application wrote on while paused: the
+        When the writer had not been asked to pause (``paused``: the state before this
+        write), the write is taken anyway, and goes out as the client reads it, the writer
+        being paused meanwhile: one large chunk is the application's memory already (joined
+        with what the same flush holds, it is a copy of it). The limit is raised by the
+        write's size for that, until the queue drains (``_on_output_pause``), or an Upgrade
+        hands the connection over. Otherwise the application wrote on while paused: the
         connection is dropped, and the refusal returned."""
         queued = tcp.write_buffer_size
-        if queued <= tcp.write_bufsize:
+        if not paused:
             limit = self._write_limit or tcp.max_write_buffer_size
             self._write_limit = limit
             tcp.max_write_buffer_size = queued + len(data) + limit
@@ -710,17 +712,15 @@ class HttpServerConnection(EventEmitter):
                 exc = again
             else:
                 if tcp.write_buffer_size <= limit:
-                    self._restore_write_limit()
+                    self._restore_write_limit(tcp)
                 return None
         logger.warning("%r: output refused, the connection is dropped: %s", self, exc)
         self._drop(ConnectError(f"output buffer full: {exc}"))
         return exc
 
-    def _restore_write_limit(self) -> None:
+    def _restore_write_limit(self, tcp: TcpConnection) -> None:
         """Put back the TcpConnection's ``max_write_buffer_size`` that ``_refused`` raised."""
-        tcp = self._tcp
-        if tcp is not None:
-            tcp.max_write_buffer_size = self._write_limit
+        tcp.max_write_buffer_size = self._write_limit
         self._write_limit = 0
 
     def _response_done(self, ex: HttpServerExchange) -> None:
@@ -778,8 +778,8 @@ class HttpServerConnection(EventEmitter):
             if self._reading is None:
                 self._hold_set(self.HOLD_OUTPUT)
         else:
-            if self._write_limit:
-                self._restore_write_limit()
+            if self._write_limit and self._tcp is not None:
+                self._restore_write_limit(self._tcp)
             self._hold_clear(self.HOLD_OUTPUT)
         try:
             self.emit("pause", paused)
@@ -868,6 +868,8 @@ class HttpServerConnection(EventEmitter):
         self.server._connection_gone(self)
         if tcp is None:  # pragma: no cover - disconnect empties the queue first
             return
+        if self._write_limit:  # (its 'pause' (False) will not reach us any more)
+            self._restore_write_limit(tcp)
         tcp.sink(None)
         for event, handler in self._listening.items():
             tcp.remove_listener(event, handler)

@@ -272,7 +272,9 @@ class HttpServerExchange(EventEmitter):
                 the connection is dropped (``'error'`` comes first). While not paused, a chunk
                 of any size is taken, and sent as the client reads it. Output kept for the end
                 of a read batch (less than 64 KiB) is refused later, with the same drop: only
-                ``'error'`` tells then.
+                ``'error'`` tells then. Also raised, without a drop, when the response of a
+                pipelined request waiting for earlier ones would be held past 4 x the server's
+                ``max_buffered_response``.
         """
         if self._res != _STARTED:
             if self._dead:

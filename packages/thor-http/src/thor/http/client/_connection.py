@@ -289,6 +289,7 @@ class HttpClientConnection(EventEmitter):
         self.state = ACTIVE
         self.exchange = exchange
         self._sent = False
+        self._queued_seen = 0
         self._response_bytes = False
         if exchange.careful != self._careful:
             self._careful = careful = exchange.careful

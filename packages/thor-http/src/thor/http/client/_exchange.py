@@ -296,9 +296,10 @@ class HttpClientExchange(EventEmitter):
     def request_body(self, chunk: bytes | bytearray | memoryview) -> None:
         """Send part of the request body (chunked, unless a Content-Length was given). A
         bytearray or memoryview is copied (the application may reuse it at once). Output the
-        connection cannot take (more than thor-net's ``max_write_buffer_size`` queued, 16 MiB:
-        the application went on through ``'pause'`` (True)) fails the exchange with
-        ``OutputError`` (emitted as ``'error'``; the connection is closed).
+        connection cannot take (one chunk over thor-net's ``max_write_buffer_size``, 16 MiB:
+        split it; or writing on through ``'pause'`` (True) until the queue would pass it)
+        fails the exchange with ``OutputError`` (emitted as ``'error'``; the connection is
+        closed).
 
         Raises:
             OutputStateError: before ``request_start`` or after ``request_done``.
