@@ -26,6 +26,13 @@ BODY_SIZE = 8_000_000  # more than the kernel buffers take: the client waits for
 UPLOAD_HEAD = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % BODY_SIZE
 #: a chunked upload whose first chunk size line is malformed (400 while the rest is coming)
 BAD_CHUNKED = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+#: an upload with both framings (400, for smuggling) whose body follows
+CL_AND_TE = (
+    b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"
+    % BODY_SIZE
+)
+#: a head found too large before it ends (431 with max_field_section 1000); the rest follows
+BIG_HEAD = b"POST /up HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 2000
 
 
 # -- closing while the request body is still coming ------------------------------------------------
@@ -51,8 +58,17 @@ def refuse_at_once(exchange: HttpServerExchange) -> None:
         (refuse_at_once, {}, UPLOAD_HEAD, b"403"),
         (None, {"max_body_size": 1000}, UPLOAD_HEAD, b"413"),
         (None, {}, BAD_CHUNKED, b"400"),
+        (None, {}, CL_AND_TE, b"400"),
+        (None, {"max_field_section": 1000}, BIG_HEAD, b"431"),
     ],
-    ids=["application-error", "early-close", "body-too-large", "malformed-body"],
+    ids=[
+        "application-error",
+        "early-close",
+        "body-too-large",
+        "malformed-body",
+        "length-and-chunked",
+        "head-too-large",
+    ],
 )
 def test_an_answer_before_the_body_is_read_lingers_for_the_rest(
     harness: Harness, handler: Any, settings: dict[str, Any], start: bytes, status: bytes

@@ -82,9 +82,17 @@ from ._server_exchange import _DONE, _FLUSH_SIZE, _NONE, _STARTED, HttpServerExc
 from .error import (
     BodyTooLargeError,
     ConnectError,
+    DuplicateCLError,
+    FieldSectionTooLargeError,
     HttpError,
+    MalformedCLError,
     PipelineTooDeepError,
     ReadTimeoutError,
+    RequestTargetTooLongError,
+    RequestTransferEncodingError,
+    TooManyFieldsError,
+    TransferCodeError,
+    TransferEncodingCLError,
     WriteTimeoutError,
 )
 
@@ -125,6 +133,20 @@ class _NoOwner:
 
 
 _NO_OWNER = _NoOwner()
+
+#: input errors after which the client is most likely still sending: the rest of a head found
+#: too large before it ended, or a body the head announced (see ``_nothing_more``)
+_MORE_COMING = (
+    BodyTooLargeError,
+    DuplicateCLError,
+    FieldSectionTooLargeError,
+    MalformedCLError,
+    RequestTargetTooLongError,
+    RequestTransferEncodingError,
+    TooManyFieldsError,
+    TransferCodeError,
+    TransferEncodingCLError,
+)
 
 
 def _body_follows(headers: RawHeaderListType) -> bool:
@@ -253,7 +275,7 @@ class HttpServerConnection(EventEmitter):
         self._stall_size = 0
         self._peer_eof = False
         self._client_done = False  # a request said it was the client's last (see _nothing_more)
-        self._body_cut = False  # a body may still be coming after an input error (_nothing_more)
+        self._body_cut = False  # input may still be coming after an input error (_nothing_more)
         self._write_limit = 0  # the TcpConnection's max_write_buffer_size, while raised (_refused)
         tcp_conn.sink(self._sink)
 
@@ -332,8 +354,9 @@ class HttpServerConnection(EventEmitter):
         sends after the socket is closed still meets a reset, as RFC 9112 §9.6 allows for an
         immediate close. Plain TCP only: TLS sends close_notify first. Never while the current
         request is only partly read (its body still coming, or cut short by an input error: a
-        malformed body, a 413 for a Content-Length over ``max_body_size``): the client is most
-        likely still sending it, even if nothing is readable this instant.
+        malformed body, a 413 for a Content-Length over ``max_body_size``, a head too large
+        found before it ended, framing fields refused with a body announced): the client is
+        most likely still sending it, even if nothing is readable this instant.
         """
         parser = self._parser
         if parser._state != HEAD_STATE:
@@ -557,8 +580,8 @@ class HttpServerConnection(EventEmitter):
         logger.debug("%r: %s", self, err)
         status, phrase = err.server_status
         ex = self._reading
-        if isinstance(err, BodyTooLargeError):
-            self._body_cut = True  # (refused for its Content-Length: its body is coming)
+        if isinstance(err, _MORE_COMING):
+            self._body_cut = True
         if ex is not None and not ex._req_done:  # its body is malformed
             self._reading = None
             self._client_done = False  # (the rest of its body may still be coming)
