@@ -218,6 +218,18 @@ def run_rounds(
     return seen
 
 
+def rounds_0_and_2_alike(client: HttpClient, seen: list[Seen]) -> tuple[Recorder, Recorder]:
+    """Four rounds: 0 parsed, 1 parsed (and learnt), 2 and 3 known. Rounds 0 and 2 (the same
+    listeners on both paths) emitted the same events, error and chunks: their recorders."""
+    assert [s.parses_at_start for s in seen] == [1, 2, 2, 2]
+    assert list(client._known_responses) == [HEAD]
+    parsed_rec, known_rec = seen[0].recorder, seen[2].recorder
+    assert parsed_rec.events == known_rec.events
+    assert repr(parsed_rec.error) == repr(known_rec.error)
+    assert parsed_rec.chunks == known_rec.chunks
+    return parsed_rec, known_rec
+
+
 def assert_table_consistent(client: HttpClient) -> None:
     """Every known response is what its bytes say."""
     for key, entry in client._known_responses.items():
@@ -665,13 +677,7 @@ def test_what_a_listener_does_to_its_exchange_is_handled_alike_on_both_paths(
 
     seen = run_rounds(harness, client, origin, parsed, ["/"] * 4, setup=act, delay=0.01)
 
-    # round 0 parsed; 1 parsed (learnt); 2 and 3 known
-    assert [s.parses_at_start for s in seen] == [1, 2, 2, 2]
-    assert list(client._known_responses) == [HEAD]
-    parsed_rec, known_rec = seen[0].recorder, seen[2].recorder
-    assert parsed_rec.events == known_rec.events
-    assert repr(parsed_rec.error) == repr(known_rec.error)
-    assert parsed_rec.chunks == known_rec.chunks
+    known_rec = rounds_0_and_2_alike(client, seen)[1]
     if action == "pause":  # the response was whole: it ends, and the connection is pooled
         assert known_rec.events == ["response_start", "response_body", "pause", "response_done"]
         assert known_rec.chunks == [BODY]
@@ -883,12 +889,7 @@ def test_an_exception_in_a_listener_is_handled_alike_on_both_paths(
     seen = run_rounds(harness, client, origin, parsed, ["/"] * 4, setup=fail, delay=0.01)
 
     # round 0 parsed and failed; 1 parsed (learnt); 2 known and failed; 3 known
-    assert [s.parses_at_start for s in seen] == [1, 2, 2, 2]
-    assert list(client._known_responses) == [HEAD]
-    parsed_rec, known_rec = seen[0].recorder, seen[2].recorder
-    assert parsed_rec.events == known_rec.events
-    assert repr(parsed_rec.error) == repr(known_rec.error)
-    assert parsed_rec.chunks == known_rec.chunks
+    parsed_rec, known_rec = rounds_0_and_2_alike(client, seen)
     assert (parsed_rec.status, parsed_rec.headers) == (known_rec.status, known_rec.headers)
     if event == "response_done":  # the response was whole; the connection is lost after it
         assert known_rec.events == ["response_start", "response_body", "response_done"]

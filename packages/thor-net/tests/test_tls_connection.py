@@ -830,6 +830,27 @@ def test_resuming_with_bytes_pending_inside_openssl_delivers_them(loop: LoopBase
     assert b"".join(received) == payload
 
 
+def read_late_then_close(
+    loop: LoopBase, server: TlsServer, received: list[bytes], size: int
+) -> Callable[[TlsConnection], None]:
+    """The server side of the write tests: one connection, read from 50 ms on (once the writer
+    has queued) into ``received`` until ``size`` bytes came, then closed; the loop stops when
+    idle after it."""
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        def on_data(data: bytes) -> None:
+            received.append(data)
+            if sum(map(len, received)) >= size:
+                conn.close()
+
+        conn.on("data", on_data)
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        server.shutdown()
+        loop.schedule(0.05, conn.pause, False)
+
+    return on_server_connect
+
+
 @pytest.mark.parametrize("count", [1_000, 2 * 1024 * 1024])
 def test_a_memoryview_of_wide_items_is_counted_and_sent_as_its_bytes(
     loop: LoopBase, pki: Pki, count: int
@@ -843,17 +864,6 @@ def test_a_memoryview_of_wide_items_is_counted_and_sent_as_its_bytes(
     received: list[bytes] = []
     st: dict[str, int] = {}
 
-    def on_server_connect(conn: TlsConnection) -> None:
-        def on_data(data: bytes) -> None:
-            received.append(data)
-            if sum(map(len, received)) >= len(expected):
-                conn.close()
-
-        conn.on("data", on_data)
-        conn.on("disconnect", lambda: stop_when_idle(loop))
-        server.shutdown()
-        loop.schedule(0.05, conn.pause, False)  # reads only once the writer has queued
-
     def on_client_connect(conn: TlsConnection) -> None:
         def on_close() -> None:  # the peer got everything and closed
             st["queued_at_end"] = conn.write_buffer_size
@@ -865,7 +875,7 @@ def test_a_memoryview_of_wide_items_is_counted_and_sent_as_its_bytes(
         conn.write(view)
         st["queued"] = conn.write_buffer_size
 
-    server.on("connect", on_server_connect)
+    server.on("connect", read_late_then_close(loop, server, received, len(expected)))
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     if count > 1_000:
@@ -882,17 +892,6 @@ def test_mutable_buffers_changed_after_write_are_sent_as_written(loop: LoopBase,
     expected = filler + b"A" * 1000 + b"B" * 1000 + b"C" * 1000
     received: list[bytes] = []
 
-    def on_server_connect(conn: TlsConnection) -> None:
-        def on_data(data: bytes) -> None:
-            received.append(data)
-            if sum(map(len, received)) >= len(expected):
-                conn.close()
-
-        conn.on("data", on_data)
-        conn.on("disconnect", lambda: stop_when_idle(loop))
-        server.shutdown()
-        loop.schedule(0.05, conn.pause, False)  # reads only once the writer has queued
-
     def on_client_connect(conn: TlsConnection) -> None:
         conn.on("close", conn.close)
         conn.pause(False)
@@ -906,7 +905,7 @@ def test_mutable_buffers_changed_after_write_are_sent_as_written(loop: LoopBase,
         for buffer in mutable:
             buffer[:] = b"Z" * 1000
 
-    server.on("connect", on_server_connect)
+    server.on("connect", read_late_then_close(loop, server, received, len(expected)))
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     assert b"".join(received) == expected
