@@ -132,9 +132,11 @@ def test_no_exchange_starts_after_the_connection_is_gone(harness: Harness, event
 # -- empty lines between requests ------------------------------------------------------------------
 
 
-def test_empty_lines_do_not_keep_an_idle_connection_open(harness: Harness) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["crlf", "cr-then-lf"])
+def test_empty_lines_do_not_keep_an_idle_connection_open(harness: Harness, split: bool) -> None:
     """Empty lines before a request line are ignored (RFC 9112 §2.2), so they are no activity
-    either: a used connection that only gets empty lines is closed after ``idle_timeout``."""
+    either: a used connection that only gets empty lines (each whole, or its CR and LF in reads
+    of their own) is closed after ``idle_timeout``."""
     server = harness.server(
         support.hello_handler(), idle_timeout=0.5, request_head_timeout=0.5, sweep_interval=0.05
     )
@@ -144,12 +146,13 @@ def test_empty_lines_do_not_keep_an_idle_connection_open(harness: Harness) -> No
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         body = support.ResponseReader(sock).read().body
         for _ in range(50):  # an empty line every 0.1 s, for 5 s at most
-            try:
-                sock.sendall(b"\r\n")
-            except OSError:
-                return body, True
-            if support.closed_by_peer(sock, 0.1):
-                return body, True
+            for part in (b"\r", b"\n") if split else (b"\r\n",):
+                try:
+                    sock.sendall(part)
+                except OSError:
+                    return body, True
+                if support.closed_by_peer(sock, 0.1 if not split else 0.05):
+                    return body, True
         return body, False
 
     body, closed = harness.client(client)

@@ -399,8 +399,11 @@ class HttpServerConnection(EventEmitter):
         parser = self._parser
         idle = parser._state == HEAD_STATE and not parser._buf  # (parser.idle, inlined)
         # Empty lines before a request (RFC 9112 §2.2: ignored) are not activity: a read that
-        # begins with one counts only if it starts a request (see the end of this method).
-        blank = idle and data[0] in b"\r\n"
+        # begins with one (or ends one whose CR came alone) counts only if it starts a request
+        # (see the end of this method).
+        blank = (
+            data[0] in b"\r\n" and parser._state == HEAD_STATE and not parser._buf.strip(b"\r\n")
+        )
         if not blank:
             self._fresh = True
         request = None
@@ -429,7 +432,7 @@ class HttpServerConnection(EventEmitter):
             finally:
                 self._in_batch = self._in_read = False
                 self._batch = b""  # (an idle connection keeps no read alive)
-        if blank and (self._queue or not (parser._state == HEAD_STATE and not parser._buf)):
+        if blank and (self._queue or parser._state != HEAD_STATE or parser._buf.strip(b"\r\n")):
             self._fresh = True
         if self._switching is not None:
             self._hand_over(self._switching)
