@@ -4,6 +4,8 @@ byte-identical."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from thor.http._serializer import (
@@ -13,6 +15,7 @@ from thor.http._serializer import (
     response_head,
     trailer_section,
 )
+from thor.http._server_framing import response_head as server_response_head
 from thor.http.error import OutputError, OutputSyntaxError
 
 CONTROLS = [bytes([b]) for b in [*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F]]
@@ -213,3 +216,28 @@ def test_trailer_section_with_trailers() -> None:
 def test_chunked_body_as_a_whole() -> None:
     body = encode_chunk(b"Wiki") + encode_chunk(b"pedia") + trailer_section([(b"T", b"1")])
     assert body == b"4\r\nWiki\r\n5\r\npedia\r\n0\r\nT: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [[("X", "y")], [(b"X", "y")], [("X", b"y")], [(b"X", b"y", b"z")], [None], [b"X: y"]],
+    ids=["str", "str-value", "str-name", "triple", "none", "line"],
+)
+def test_fields_that_are_not_pairs_of_bytes_are_an_output_syntax_error(fields: Any) -> None:
+    """From the application, through each serialiser (request, response, trailers, and the
+    server's own response head): OutputSyntaxError naming the field, never a TypeError."""
+    calls = [
+        lambda: request_head(b"GET", b"/", fields),
+        lambda: response_head(b"200", b"OK", fields),
+        lambda: trailer_section(fields),
+        lambda: server_response_head(b"200", b"OK", fields, b"GET", b"1.1", True),
+    ]
+    for call in calls:
+        with pytest.raises(OutputSyntaxError, match="pair of bytes") as caught:
+            call()
+        assert repr(fields[0]) in str(caught.value)
+
+
+def test_a_str_phrase_is_an_output_syntax_error() -> None:
+    with pytest.raises(OutputSyntaxError, match="phrase"):
+        server_response_head(b"200", "OK", [], b"GET", b"1.1", True)  # type: ignore[arg-type]

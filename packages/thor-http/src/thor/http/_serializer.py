@@ -21,6 +21,7 @@ __all__ = [
     "LAST_CHUNK",
     "body_bytes",
     "encode_chunk",
+    "not_bytes_pairs",
     "request_head",
     "response_head",
     "trailer_section",
@@ -38,15 +39,35 @@ _STATUS = re.compile(rb"[1-9][0-9][0-9]").fullmatch
 def _fields(lines: list[bytes], headers: RawHeaderListType) -> None:
     """Append the field lines of ``headers`` to ``lines`` (validated)."""
     append = lines.append
-    for name, value in headers:
-        if field_name_lower(name) is None:
-            raise OutputSyntaxError(f"invalid field name {name!r}")
-        if 13 in value or 10 in value:
-            raise OutputSyntaxError(f"CR or LF in the value of {name!r}")
-        if not value or value[0] in (32, 9):  # empty, or starts with SP / HTAB
-            append(name + b":" + value + b"\r\n")
-        else:
-            append(name + b": " + value + b"\r\n")
+    try:
+        for name, value in headers:
+            if field_name_lower(name) is None:
+                raise OutputSyntaxError(f"invalid field name {name!r}")
+            if 13 in value or 10 in value:
+                raise OutputSyntaxError(f"CR or LF in the value of {name!r}")
+            if not value or value[0] in (32, 9):  # empty, or starts with SP / HTAB
+                append(name + b":" + value + b"\r\n")
+            else:
+                append(name + b": " + value + b"\r\n")
+    except (TypeError, ValueError):  # not pairs of bytes (str, None, a triple...)
+        raise OutputSyntaxError(not_bytes_pairs(headers)) from None
+
+
+def not_bytes_pairs(headers: object) -> str:
+    """What is wrong with header fields that are not ``(name, value)`` pairs of bytes (the
+    first such field, or the whole when it is not a list), for an ``OutputSyntaxError``."""
+    pairs = headers if isinstance(headers, list | tuple) else ()
+    bad = next((field for field in pairs if not _bytes_pair(field)), headers)
+    return f"a header field is a (name, value) pair of bytes, not {bad!r}"
+
+
+def _bytes_pair(field: object) -> bool:
+    return (
+        isinstance(field, tuple | list)
+        and len(field) == 2
+        and isinstance(field[0], bytes)
+        and isinstance(field[1], bytes)
+    )
 
 
 def _finish(lines: list[bytes]) -> bytes:

@@ -43,6 +43,7 @@ from email.utils import formatdate
 
 from ._abnf import MAX_DECIMAL_DIGITS, OWS, field_name_lower
 from ._headers import RawHeaderListType, hop_by_hop_hdrs
+from ._serializer import not_bytes_pairs
 from .error import OutputSyntaxError
 
 __all__ = [
@@ -234,6 +235,21 @@ def _response_head(  # noqa: PLR0917
     persist: bool,
 ) -> tuple[bytes, int, int, bool]:
     """``response_head`` without the cache (the work it saves)."""
+    try:
+        return _build_head(status, phrase, headers, method, req_version, persist)
+    except (TypeError, ValueError):  # fields that are not pairs of bytes (str, None, a triple)
+        raise OutputSyntaxError(not_bytes_pairs(headers)) from None
+
+
+def _build_head(  # noqa: PLR0917
+    status: bytes,
+    phrase: bytes,
+    headers: RawHeaderListType,
+    method: bytes,
+    req_version: bytes,
+    persist: bool,
+) -> tuple[bytes, int, int, bool]:
+    """What ``_response_head`` does, for fields known to be pairs of bytes (or not)."""
     try:
         kind, status_line = _STATUS_LINES[status, phrase]
     except (KeyError, TypeError):  # not seen yet (or unhashable: invalid)
