@@ -211,18 +211,24 @@ def response_head(  # noqa: PLR0917 - positional: a hot path
         OutputSyntaxError: an invalid status, phrase, field name or value, Content-Length, or a
             1xx status (those go through ``response_nonfinal``).
     """
-    if type(headers) is not list:  # (any iterable: it is read once)
-        return _response_head(status, phrase, list(headers), method, req_version, persist)
-    try:
-        key = (status, phrase, method, req_version, persist, date_cache.line, *headers)
-        prepared = _PREPARED.get(key)
-    except TypeError:  # a field given as a list (unhashable): serialise it every time
-        return _response_head(status, phrase, headers, method, req_version, persist)
+    key = prepared = None
+    if type(headers) is list:
+        try:
+            key = (status, phrase, method, req_version, persist, date_cache.line, *headers)
+            prepared = _PREPARED.get(key)
+        except TypeError:  # a field given as a list (unhashable): serialise it every time
+            key = None
+    else:  # (any iterable: it is read once)
+        headers = list(headers)
     if prepared is None:
-        prepared = _response_head(status, phrase, headers, method, req_version, persist)
-        if len(_PREPARED) >= _PREPARED_LIMIT:
-            _PREPARED.clear()  # (the Date changes every second: old heads are dead weight)
-        _PREPARED[key] = prepared
+        try:
+            prepared = _response_head(status, phrase, headers, method, req_version, persist)
+        except (TypeError, ValueError):  # fields that are not pairs of bytes (str, a triple)
+            raise OutputSyntaxError(not_bytes_pairs(headers)) from None
+        if key is not None:
+            if len(_PREPARED) >= _PREPARED_LIMIT:
+                _PREPARED.clear()  # (the Date changes every second: old heads are dead weight)
+            _PREPARED[key] = prepared
     return prepared
 
 
@@ -235,21 +241,6 @@ def _response_head(  # noqa: PLR0917
     persist: bool,
 ) -> tuple[bytes, int, int, bool]:
     """``response_head`` without the cache (the work it saves)."""
-    try:
-        return _build_head(status, phrase, headers, method, req_version, persist)
-    except (TypeError, ValueError):  # fields that are not pairs of bytes (str, None, a triple)
-        raise OutputSyntaxError(not_bytes_pairs(headers)) from None
-
-
-def _build_head(  # noqa: PLR0917
-    status: bytes,
-    phrase: bytes,
-    headers: RawHeaderListType,
-    method: bytes,
-    req_version: bytes,
-    persist: bool,
-) -> tuple[bytes, int, int, bool]:
-    """What ``_response_head`` does, for fields known to be pairs of bytes (or not)."""
     try:
         kind, status_line = _STATUS_LINES[status, phrase]
     except (KeyError, TypeError):  # not seen yet (or unhashable: invalid)
