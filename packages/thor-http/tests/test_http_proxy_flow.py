@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 harness = ps.harness
 
 BODY = 32 * 1024 * 1024
-#: what the proxy may hold in one direction: a TCP write buffer past its pause mark, plus a
-#: read or two in flight
-BUFFER_BOUND = TcpConnection.write_bufsize + 4 * TcpConnection.read_bufsize
+#: what the proxy may hold in one direction: a TCP write buffer up to its pause mark, plus the
+#: largest read (reads grow to max_read_bufsize in a bulk transfer) written past it
+BUFFER_BOUND = TcpConnection.write_bufsize + TcpConnection.max_read_bufsize
 #: the traced-memory peak allowed while 32 MiB pass (everything in this process: origin,
 #: proxy, client thread)
 MEMORY_BOUND = 8 * 1024 * 1024
@@ -129,6 +129,11 @@ def slow_reading_origin(seen: dict[str, Any]) -> Any:
 def test_slow_origin_slows_the_upload_and_memory_stays_bounded(harness: Harness) -> None:
     seen: dict[str, Any] = {}
     origin = harness.server(slow_reading_origin(seen))
+    # A small receive buffer on the origin's side (accepted sockets inherit the listener's), so
+    # that the kernel cannot absorb the upload and the proxy's upstream queue must fill.
+    listener = origin.tcp_server.sock
+    assert listener is not None
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
     front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
     sampler = Sampler(harness, [], proxy)
     block = b"u" * (256 * 1024)
