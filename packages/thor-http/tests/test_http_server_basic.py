@@ -245,10 +245,13 @@ def _respond(status: bytes, headers: RawHeaders, body: bytes = b"", nonfinal: bo
         (b"GET", b"204", [(b"Content-Length", b"5")], None),
         (b"GET", b"304", [(b"Content-Length", b"5")], b"5"),
         (b"GET", b"304", [], None),
+        (b"GET", b"205", [], b"0"),
+        (b"GET", b"205", [(b"Content-Length", b"5")], b"0"),
+        (b"HEAD", b"205", [], b"0"),
     ],
-    ids=["head-cl", "head-chunked-would-be", "204", "304-cl", "304"],
+    ids=["head-cl", "head-chunked-would-be", "204", "304-cl", "304", "205", "205-cl", "head-205"],
 )
-def test_no_body_bytes_on_head_204_304(
+def test_no_body_bytes_on_head_204_205_304(
     harness: Harness, method: bytes, status: bytes, headers: RawHeaders, expect_cl: bytes | None
 ) -> None:
     server = harness.server(_respond(status, headers, b"hello"))

@@ -259,7 +259,7 @@ class HttpServerExchange(EventEmitter):
 
     def response_body(self, chunk: bytes | bytearray | memoryview) -> None:
         """Send part of the response body. Ignored (not sent) on responses that have no body
-        (to HEAD; 1xx, 204, 304). A bytearray or memoryview is copied (the application may
+        (to HEAD; 1xx, 204, 205, 304). A bytearray or memoryview is copied (the application may
         reuse it at once).
 
         Raises:

@@ -24,6 +24,9 @@ response                               framing
 to HEAD; 304                           NO_BODY (the application's Content-Length is kept: it
                                        describes the representation)
 204; 101; 2xx to CONNECT               NO_BODY (Content-Length dropped)
+205                                    NO_BODY, with ``Content-Length: 0`` (RFC 9110 §15.3.6:
+                                       no content; 205 is not among the statuses a client
+                                       knows to carry none, so the framing says so)
 Content-Length given                   COUNTED (the body is counted: more is ``OutputError``)
 otherwise, HTTP/1.1 request            CHUNKED (``Transfer-Encoding: chunked`` added)
 otherwise, HTTP/1.0 request            CLOSE (the end of the body is the end of the connection)
@@ -71,6 +74,7 @@ _NO_BODY = 2  # 204: no body, no Content-Length (RFC 9110 §8.6)
 _SWITCH = 3  # 101: the connection changes protocols after the head
 _UPGRADE_REQUIRED = 4  # 426: must carry Upgrade
 _INTERIM = 5  # other 1xx: not a final response
+_RESET_CONTENT = 6  # 205: no body, framed as Content-Length: 0 (RFC 9110 §15.3.6)
 
 _STATUS = re.compile(rb"[1-5][0-9][0-9]").fullmatch
 _STATUS_KIND: dict[bytes, int] = {}
@@ -152,6 +156,8 @@ def _status_kind(status: bytes) -> int:
         kind = _NO_BODY
     elif status == b"304":
         kind = _NO_BODY_KEEP_CL
+    elif status == b"205":
+        kind = _RESET_CONTENT
     elif status == b"426":
         kind = _UPGRADE_REQUIRED
     else:
@@ -295,6 +301,8 @@ def _response_head(  # noqa: PLR0917
         framing = NO_BODY
         if kind == _NO_BODY_KEEP_CL and length is not None:
             parts += (b"Content-Length: ", length, _CRLF)
+        elif kind == _RESET_CONTENT:
+            parts.append(b"Content-Length: 0\r\n")
     elif method == b"HEAD":
         framing = NO_BODY
         if length is not None:
