@@ -23,10 +23,12 @@ there to any paused connection that receives data).
 
 Writing: ``write()`` tries to send at once when nothing is queued (no poll round trip); what the
 kernel does not take is queued as chunks and sent when the socket is writable, several chunks in
-one ``sendmsg`` (gathering, no joins). Flow control is in bytes: ``'pause' (True)`` once more than
-``write_bufsize`` bytes are queued, ``'pause' (False)`` once the queue drains to half of that; the
-hard limits (``max_write_buffer_size`` bytes, ``max_write_buffer_chunks`` chunks) refuse a write
-with ``BufferError`` well after the writer was asked to pause. With ``defer_writes`` the send
+one ``sendmsg`` (gathering, no joins); ``writelines()`` offers several chunks to an empty queue
+in one such send, the way ``write()`` offers one. Flow control is in bytes: ``'pause' (True)``
+once more than ``write_bufsize`` bytes are queued, ``'pause' (False)`` once the queue drains to
+half of that; the hard limits (``max_write_buffer_size`` bytes, ``max_write_buffer_chunks``
+chunks) refuse a write with ``BufferError`` well after the writer was asked to pause. With
+``defer_writes`` the send
 attempt waits for the end of the loop pass's IO dispatch (the bytes sit in the queue meanwhile,
 no more than ``write_bufsize`` of them: a write past that makes the attempt at once), so the
 rules below hold with "after the send attempt" meaning that one.
@@ -49,7 +51,7 @@ import errno
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_CLOSE, FD_READABLE, FD_WRITABLE, EventSource
@@ -69,6 +71,16 @@ _IOV_MAX = 512
 _BLOCKING = (BlockingIOError, InterruptedError)
 #: send flag: hold a partial segment back for more (our FIN); 0 where the platform lacks it
 _MSG_MORE = int(getattr(socket, "MSG_MORE", 0))
+
+
+def _as_bytes(chunk: bytes | bytearray | memoryview) -> bytes:
+    """A chunk to queue as it is: bytes unchanged, anything else copied (the caller may reuse
+    a mutable buffer at once)."""
+    if type(chunk) is bytes:
+        return chunk
+    if not isinstance(chunk, (bytearray, memoryview)):
+        raise TypeError(f"expected bytes, a bytearray or a memoryview, not {type(chunk).__name__}")
+    return bytes(chunk)
 
 
 class TcpConnection(EventSource):
@@ -305,6 +317,51 @@ class TcpConnection(EventSource):
             self._queue_unsent(data, sent)
         if sent and self._sent_heard:
             self._emit_sent()
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Send the chunks in order, as one ``write`` of them joined would, without joining
+        them: on an empty queue they are offered to the kernel in one gathering send
+        (``sendmsg``, up to ``write_coalesce`` bytes), and what it does not take is queued as
+        it is (a large body after a small head is never copied). Bytes that ``defer_writes``
+        holds back are sent first. A bytearray or memoryview is copied.
+
+        Raises:
+            OSError, BufferError: as ``write``, for the chunks' total (nothing is queued then).
+        """
+        if self._state != _OPEN:
+            raise OSError(errno.EPIPE, "connection closed")
+        parts = [_as_bytes(chunk) for chunk in chunks if chunk]
+        if not parts or self.error is not None:
+            return
+        if len(parts) == 1:
+            self.write(parts[0])
+            return
+        if self._write_due:
+            failure = self._send_held()
+            if failure is not None:
+                self._fail_later(failure)
+                return
+        buffer = self._buffer
+        size = sum(map(len, parts))
+        if (
+            self._buffered + size > self.max_write_buffer_size
+            or len(buffer) + len(parts) > self.max_write_buffer_chunks
+        ):
+            if buffer and not self._output_paused:  # (as write: wait for the queue to drain)
+                self._output_paused = True
+                self.emit("pause", True)
+            raise self._refused(size)
+        queued = bool(buffer)
+        buffer.extend(parts)
+        self._buffered += size
+        if not queued:  # the first send now (else the socket's writability sends them)
+            failure = self._send_queued()
+            if failure is not None:
+                self._fail_later(failure)
+                return
+        if not self._output_paused and self._buffered > self.write_bufsize:
+            self._output_paused = True
+            self.emit("pause", True)
 
     def _queue_unsent(self, data: bytes | bytearray | memoryview, sent: int) -> None:
         """Queue what the first send of ``data`` left (the queue was empty) and wait for the

@@ -55,12 +55,12 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_READABLE, FD_WRITABLE
 from thor.tcp import TcpConnection
-from thor.tcp._connection import _BLOCKING, _CLOSED, _FLUSHING, _OPEN
+from thor.tcp._connection import _BLOCKING, _CLOSED, _FLUSHING, _OPEN, _as_bytes
 
 if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
@@ -198,6 +198,36 @@ class TlsConnection(TcpConnection):
         if not self._output_paused and self._buffered > self.write_bufsize:
             self._output_paused = True
             self.emit("pause", True)
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Send the chunks in order, as one ``write`` of them joined would. TLS cannot gather:
+        up to ``write_coalesce`` bytes in all are joined into one write (one record); more are
+        written one by one (a large chunk is sent in pieces without being copied, as ``write``
+        does). A bytearray or memoryview is copied.
+
+        Raises:
+            OSError, BufferError: as ``write``, for the chunks' total (nothing is queued then).
+        """
+        if self._state != _OPEN:
+            raise OSError(errno.EPIPE, "connection closed")
+        parts = [_as_bytes(chunk) for chunk in chunks if chunk]
+        if not parts or self.error is not None:
+            return
+        size = sum(map(len, parts))
+        if size <= self.write_coalesce or len(parts) == 1:
+            self.write(b"".join(parts))
+            return
+        buffer = self._buffer
+        if (
+            self._buffered + size > self.max_write_buffer_size
+            or len(buffer) + len(parts) > self.max_write_buffer_chunks
+        ):
+            if buffer and not self._output_paused:  # (as write: wait for the queue to drain)
+                self._output_paused = True
+                self.emit("pause", True)
+            raise self._refused(size)
+        for part in parts:  # (within the limits checked above: none is refused)
+            self.write(part)
 
     def write_last(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` and close gracefully: the same as ``write(data)`` then ``close()``
