@@ -264,3 +264,43 @@ def test_writing_on_while_paused_past_the_write_limit_raises_buffer_error(
     assert seen[0] is True  # paused first
     assert [type(item) for item in seen[1:3]] == [error.ConnectError, BufferError]
     assert seen[3:] == [None]  # the connection is gone
+
+
+@pytest.mark.parametrize("counted", [True, False], ids=["content-length", "chunked"])
+def test_a_large_chunk_written_with_its_head_is_queued_uncopied(
+    harness: Harness, counted: bool
+) -> None:
+    """A large ``response_body`` chunk flushed together with the head (or its chunk-size line)
+    goes to the TcpConnection as the application gave it (``writelines``), not joined into a
+    copy: the connection's queue holds that very object while the client is not reading, and
+    the response arrives whole."""
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB: more than the kernel takes at once
+    queued: list[bool] = []
+    written = threading.Event()
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def done(trailers: RawHeaders) -> None:
+            fields = [(b"Content-Length", b"%d" % len(body))] if counted else []
+            exchange.response_start(b"200", b"OK", fields)
+            exchange.response_body(body)
+            exchange.response_done([])
+            tcp_conn = exchange.http_conn.tcp_conn
+            assert tcp_conn is not None
+            chunks = [c.obj if isinstance(c, memoryview) else c for c in tcp_conn._buffer]
+            queued.append(any(chunk is body for chunk in chunks))
+            written.set()
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> bytes:
+        sock = harness.connect(server)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        reader = support.ResponseReader(sock, timeout=10.0)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        written.wait(10)
+        return reader.read().body
+
+    assert harness.client(client, timeout=20.0) == body
+    assert queued == [True], "the body chunk was copied into the write queue"

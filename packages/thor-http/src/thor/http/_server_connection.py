@@ -686,13 +686,20 @@ class HttpServerConnection(EventEmitter):
         return None
 
     def _flush(self, last: bool = False) -> BufferError | None:
-        """Write what the batch produced, in one write; with ``last``, as the connection's
-        last bytes (``TcpConnection.write_last``: the connection is closed then). Returns the
-        refusal of a write that dropped the connection (see ``_refused``)."""
+        """Write what the batch produced, in one write (joined; past ``_FLUSH_SIZE`` bytes,
+        as they are, through ``writelines``: a large body chunk is not copied); with ``last``,
+        as the connection's last bytes (``TcpConnection.write_last``: the connection is closed
+        then). Returns the refusal of a write that dropped the connection (see
+        ``_refused``)."""
         out = self._out
         if not out:
             return None
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            data: bytes | list[bytes] = out[0]
+        elif self._out_size > _FLUSH_SIZE and not last:
+            data = out[:]  # large output (a big body chunk after a head): written unjoined
+        else:
+            data = b"".join(out)
         out.clear()
         self._out_size = 0
         tcp = self.tcp_conn
@@ -700,7 +707,9 @@ class HttpServerConnection(EventEmitter):
             return None
         paused = self._out_paused  # (before the write: a refused one may pause the writer)
         try:
-            if last:
+            if isinstance(data, list):
+                tcp.writelines(data)
+            elif last:
                 tcp.write_last(data)
             else:
                 tcp.write(data)
@@ -711,14 +720,19 @@ class HttpServerConnection(EventEmitter):
         return None
 
     def _refused(
-        self, tcp: TcpConnection, data: bytes, last: bool, exc: BufferError, paused: bool
+        self,
+        tcp: TcpConnection,
+        data: bytes | list[bytes],
+        last: bool,
+        exc: BufferError,
+        paused: bool,
     ) -> BufferError | None:
         """The TcpConnection refused ``data`` (over its ``max_write_buffer_size``).
 
         When the writer had not been asked to pause (``paused``: the state before this
         write), the write is taken anyway, and goes out as the client reads it, the writer
-        being paused meanwhile: one large chunk is the application's memory already (joined
-        with what the same flush holds, it is a copy of it). The limit is raised by the
+        being paused meanwhile: one large chunk is the application's memory already (a flush
+        past ``_FLUSH_SIZE`` bytes writes its parts unjoined). The limit is raised by the
         write's size for that, until the queue drains (``_on_output_pause``), or an Upgrade
         hands the connection over. Otherwise the application wrote on while paused: the
         connection is dropped, and the refusal returned."""
@@ -726,9 +740,12 @@ class HttpServerConnection(EventEmitter):
         if not paused:
             limit = self._write_limit or tcp.max_write_buffer_size
             self._write_limit = limit
-            tcp.max_write_buffer_size = queued + len(data) + limit
+            size = sum(map(len, data)) if isinstance(data, list) else len(data)
+            tcp.max_write_buffer_size = queued + size + limit
             try:
-                if last:
+                if isinstance(data, list):
+                    tcp.writelines(data)
+                elif last:
                     tcp.write_last(data)
                 else:
                     tcp.write(data)
