@@ -191,6 +191,13 @@ VALID_REQUESTS = [
         E(),
     ),
     ok(
+        "version-1-2",
+        "a later HTTP/1 minor version is processed as 1.1 (RFC 9110 §2.5), not a 505",
+        rq(HOST, line=b"GET / HTTP/1.2"),
+        H(version=b"1.1", keep_alive=True),
+        E(),
+    ),
+    ok(
         "absolute-form-https-uppercase-scheme",
         "the scheme is case-insensitive (RFC 3986 §3.1)",
         rq(b"Host: Example.COM:8443", line=b"GET HTTPS://Example.COM:8443/ HTTP/1.1"),
@@ -667,6 +674,15 @@ VALID_RESPONSES = [
         E(),
         requests=False,
         eof=True,
+    ),
+    ok(
+        "response-version-1-9",
+        "a later HTTP/1 minor version is processed as 1.1 (RFC 9110 §2.5)",
+        rs(b"Content-Length: 2", line=b"HTTP/1.9 200 OK", body=b"ok"),
+        H(version=b"1.1", keep_alive=True, framing=COUNTED),
+        B(b"ok"),
+        E(),
+        requests=False,
     ),
     ok(
         "response-http10-until-close",
@@ -1174,10 +1190,22 @@ INVALID_REQUESTS = [
         HttpVersionError,
     ),
     bad(
-        "version-1-2",
-        "an HTTP/1.x we do not know",
-        rq(HOST, line=b"GET / HTTP/1.2"),
-        HttpVersionError,
+        "target-non-ascii",
+        "a URI is ASCII (RFC 3986 §2): bytes over 0x7F in the target are refused",
+        rq(HOST, line=b"GET /caf\xc3\xa9 HTTP/1.0"),
+        RequestLineError,
+    ),
+    bad(
+        "target-non-ascii-fast-path",
+        "the same, in an origin-form HTTP/1.1 request (the parser's common case)",
+        rq(HOST, line=b"GET /\x80\xff HTTP/1.1"),
+        RequestLineError,
+    ),
+    bad(
+        "absolute-form-host-non-ascii",
+        "a proxy would take 'ex\\xa0ample.com' for the host",
+        rq(HOST, line=b"GET http://ex\xa0ample.com/ HTTP/1.1"),
+        RequestLineError,
     ),
     bad(
         "version-0-9-style",

@@ -72,7 +72,7 @@ def test_phrase_with_htab_and_obs_text() -> None:
 
 
 def test_target_forms() -> None:
-    for target in (b"/", b"*", b"example.com:443", b"http://example.com/x?y#z", b"/caf\xc3\xa9"):
+    for target in (b"/", b"*", b"example.com:443", b"http://example.com/x?y#z", b"/caf%C3%A9"):
         assert request_head(b"GET", target, []).startswith(b"GET " + target + b" HTTP/1.1\r\n")
 
 
@@ -161,7 +161,19 @@ def test_bad_methods_are_refused(method: bytes) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    [b"", b"/a b", b"/a\tb", b"/\r\nX: y", b"/\n", b"/\x00", b"/\x7f", b" /", b"/ HTTP/1.1\r\n"],
+    [
+        b"",
+        b"/a b",
+        b"/a\tb",
+        b"/\r\nX: y",
+        b"/\n",
+        b"/\x00",
+        b"/\x7f",
+        b" /",
+        b"/ HTTP/1.1\r\n",
+        b"/caf\xc3\xa9",  # (a URI is ASCII: percent-encode it)
+        b"/\x80",
+    ],
 )
 def test_bad_targets_are_refused(target: bytes) -> None:
     with pytest.raises(OutputSyntaxError):

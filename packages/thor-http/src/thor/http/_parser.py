@@ -531,6 +531,7 @@ class HttpParser:
                     and method in _METHOD_CACHE
                     and version == b"HTTP/1.1"
                     and 9 not in target
+                    and target.isascii()
                     and method != b"CONNECT"
                 ):  # the common case, an origin-form HTTP/1.1 request: _request_line's checks
                     head.method = method
@@ -642,8 +643,12 @@ class HttpParser:
                 raise RequestLineError(f"invalid method {method!r}")
             if len(_METHOD_CACHE) < _CACHE_LIMIT:
                 _METHOD_CACHE[method] = True
-        if not target or 9 in target:
-            raise RequestLineError(f"empty request target, or HTAB in it: {target[:40]!r}")
+        if not target or 9 in target or not target.isascii():
+            # (a URI is ASCII: RFC 9112 §3.2, RFC 3986 §2; other control bytes are refused
+            # with the whole head)
+            raise RequestLineError(
+                f"empty request target, or HTAB or a non-ASCII byte in it: {target[:40]!r}"
+            )
         head.method = method
         head.target = target
         if version != b"HTTP/1.1":  # (the default)
@@ -972,6 +977,10 @@ def _version(version: bytes, error: type[HttpError]) -> bytes:
     if version == b"HTTP/1.0":
         return b"1.0"
     if _HTTP_VERSION(version):
+        if version[:7] == b"HTTP/1.":
+            # a later minor version of HTTP/1: processed as the highest we implement
+            # (RFC 9110 §2.5); only another major version is unsupported (§15.6.6)
+            return b"1.1"
         raise HttpVersionError(f"HTTP version {version!r}")
     raise error(f"invalid HTTP version {version!r}")
 

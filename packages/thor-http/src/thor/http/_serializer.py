@@ -32,7 +32,8 @@ LAST_CHUNK = b"0\r\n\r\n"
 _BAD_OUTPUT_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
 #: the same bytes, for ``bytes.translate`` (one C-level pass, several times faster than the regex)
 _BAD_OUTPUT_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
-_BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f]").search
+#: a request target is VCHARs (a URI is ASCII: RFC 9112 §3.2, RFC 3986 §2)
+_BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff]").search
 _STATUS = re.compile(rb"[1-9][0-9][0-9]").fullmatch
 
 

@@ -163,7 +163,8 @@ class RequestLineError(HttpError):
 
 
 class HttpVersionError(HttpError):
-    """An HTTP version other than HTTP/1.0 and HTTP/1.1."""
+    """An HTTP version thor does not speak: another major version than 1 (HTTP/2.0, HTTP/0.9);
+    a later HTTP/1 minor version (HTTP/1.2) is processed as HTTP/1.1 (RFC 9110 §2.5)."""
 
     desc = "Unrecognised HTTP version"
     code = "HTTP_VERSION"
