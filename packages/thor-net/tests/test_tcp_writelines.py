@@ -198,11 +198,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.mark.parametrize(
-    "sizes",
-    [(20, 30, 40), (100, 300 * KIB, 10, 1 * MIB)],
-    ids=["joined-into-one-record", "large-written-in-pieces"],
+    ("sizes", "chunk_limit"),
+    [
+        ((20, 30, 40), None),
+        ((100, 300 * KIB, 10, 1 * MIB), None),
+        # as many chunks as the limit allows: the queue's splitting of a large chunk into
+        # pieces must not refuse the rest halfway (nothing or everything is queued)
+        ((1 * MIB, 1 * MIB, 1 * MIB), 3),
+    ],
+    ids=["joined-into-one-record", "large-written-in-pieces", "at-the-chunk-limit"],
 )
-def test_tls_chunks_arrive_in_order(pki: Pki, sizes: tuple[int, ...]) -> None:
+def test_tls_chunks_arrive_in_order(
+    pki: Pki, sizes: tuple[int, ...], chunk_limit: int | None
+) -> None:
     loop = thor.loop.make()
     chunks: list[Any] = [block(index, 1 * MIB)[:size] for index, size in enumerate(sizes)]
     chunks[0] = bytearray(chunks[0])  # copied when given
@@ -214,6 +222,9 @@ def test_tls_chunks_arrive_in_order(pki: Pki, sizes: tuple[int, ...]) -> None:
 
     def accepted(conn: TlsConnection) -> None:
         conns.append(conn)
+        if chunk_limit is not None:
+            conn.max_write_buffer_chunks = chunk_limit
+            conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         conn.writelines(chunks)
         chunks[0][:5] = b"CHANG"
 

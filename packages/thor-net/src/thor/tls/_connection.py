@@ -201,9 +201,10 @@ class TlsConnection(TcpConnection):
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         """Send the chunks in order, as one ``write`` of them joined would. TLS cannot gather:
-        up to ``write_coalesce`` bytes in all are joined into one write (one record); more are
-        written one by one (a large chunk is sent in pieces without being copied, as ``write``
-        does). A bytearray or memoryview is copied.
+        up to ``write_coalesce`` bytes in all are joined into one write (one record); more go
+        through the queue as they are, sent at once for as long as the socket takes them (a
+        large chunk in pieces, never copied), as a large ``write`` is. A bytearray or
+        memoryview is copied.
 
         Raises:
             OSError, BufferError: as ``write``, for the chunks' total (nothing is queued then).
@@ -215,7 +216,7 @@ class TlsConnection(TcpConnection):
             return
         size = sum(map(len, parts))
         if size <= self.write_coalesce or len(parts) == 1:
-            self.write(b"".join(parts))
+            self.write(parts[0] if len(parts) == 1 else b"".join(parts))
             return
         buffer = self._buffer
         if (
@@ -226,8 +227,17 @@ class TlsConnection(TcpConnection):
                 self._output_paused = True
                 self.emit("pause", True)
             raise self._refused(size)
-        for part in parts:  # (within the limits checked above: none is refused)
-            self.write(part)
+        queued = bool(buffer)
+        buffer.extend(parts)
+        self._buffered += size
+        if not queued:  # the first sends now (else the socket's writability sends them)
+            failure = self._send_head(True)
+            if failure is not None:
+                self._fail_later(failure)
+                return
+        if not self._output_paused and self._buffered > self.write_bufsize:
+            self._output_paused = True
+            self.emit("pause", True)
 
     def write_last(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` and close gracefully: the same as ``write(data)`` then ``close()``
