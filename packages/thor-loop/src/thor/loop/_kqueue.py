@@ -1,7 +1,11 @@
 """The kqueue backend (BSD, macOS), level-triggered.
 
 Interest in ``fd_readable`` or ``fd_close`` keeps a read filter on the fd (the peer's EOF is
-reported on it, flagged EV_EOF); interest in ``fd_writable`` a write filter.
+reported on it, flagged EV_EOF); interest in ``fd_writable`` a write filter. A read filter that
+fires without EV_EOF for an fd wanting only ``fd_close`` calls ``handle_fd_close`` (as the
+select backend does for readability): the source finds out whether that was a hang-up, and a
+paused reader with bytes waiting takes its fd off the loop, which would otherwise wake for
+them on every pass.
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ class KqueueLoop(LoopBase):
                 elif kevent.filter == read_filter:
                     if reg.mask & FD_READABLE:
                         reg.readable()
+                    elif not kevent.flags & eof:
+                        # readable, but only the hang-up is wanted (a paused reader): the
+                        # source looks (peeks) and may step aside, as with select, since the
+                        # filter would fire on every pass while the bytes wait
+                        reg.close()
                     if kevent.flags & eof and reg.active:
                         if kevent.fflags:
                             reg.error()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_WRITABLE, EventSource
 
-from ._connection import TcpConnection
+from ._connection import TcpConnection, emit_connect
 
 if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
@@ -282,7 +282,7 @@ class TcpClient(EventSource):
 
     def _hand_over(self, sock: socket.socket, address: Any) -> None:
         """Wrap the connected socket and emit ``'connect'``."""
-        self.emit("connect", TcpConnection(sock, address, self.loop))
+        emit_connect(self, TcpConnection(sock, address, self.loop))
 
     def _timed_out(self) -> None:
         self._timeout_ev = None

@@ -710,17 +710,19 @@ class TcpConnection(EventSource):
             self._registered = False
 
     def _queue_sent(self) -> None:
-        """After queued bytes went out: when the queue is empty stop write interest (and send our
-        FIN if closing); un-pause the writer once half drained; emit ``'sent'``."""
-        if not self._buffer:
-            self._set_mask(self._mask & ~FD_WRITABLE)
-            if self._state in (_FLUSHING, _SHUTTING):
-                self._shutdown_output()
+        """After queued bytes went out: un-pause the writer once half drained; emit
+        ``'sent'``; then, when the queue is empty, stop write interest (and send our FIN if
+        closing, which closes the socket if the peer's FIN came already: so after those
+        events, never before them)."""
         if self._output_paused and self._buffered <= self.write_bufsize // 2:
             self._output_paused = False
             self.emit("pause", False)
         if self._sent_heard:
             self._emit_sent()
+        if not self._buffer and self._state != _CLOSED:  # (a listener may have written, closed)
+            self._set_mask(self._mask & ~FD_WRITABLE)
+            if self._state in (_FLUSHING, _SHUTTING):
+                self._shutdown_output()
 
     def _drain_discarding(self) -> None:
         """After our close(): read and drop what the peer still sends, until its FIN."""
@@ -748,7 +750,11 @@ class TcpConnection(EventSource):
     def _emit_close(self) -> None:
         if not self._close_emitted:
             self._close_emitted = True
-            self.emit("close")
+            try:
+                self.emit("close")
+            except Exception:  # (contained as in a 'data' listener: the connection is closed)
+                self.abort()
+                raise
 
     def _shutdown_output(self) -> None:
         """The queue is empty: send our FIN (the socket is closed at once if the peer's came
@@ -819,6 +825,17 @@ class TcpConnection(EventSource):
         if self._input_paused:
             state += ",paused"
         return f"<TcpConnection {self.address!r} {state} queued={self._buffered}>"
+
+
+def emit_connect(emitter: EventSource, conn: TcpConnection) -> None:
+    """Emit ``'connect'`` with a new connection. Should a listener raise, nobody may hold the
+    connection to close it: it is aborted, and the exception goes on to the loop (which logs
+    it), as one from a ``'data'`` listener does."""
+    try:
+        emitter.emit("connect", conn)
+    except Exception:
+        conn.abort()
+        raise
 
 
 def _strerror(code: int) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from thor.loop import FD_READABLE, EventSource
 
-from ._connection import TcpConnection
+from ._connection import TcpConnection, emit_connect
 from ._listen import server_listen
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class TcpServer(EventSource):
         conn._server = self
         self.active_connections.add(conn)
         try:
-            self.emit("connect", conn)
+            emit_connect(self, conn)
         finally:
             conn._watch()
 

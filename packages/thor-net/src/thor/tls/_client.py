@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from thor.tcp import TcpClient
+from thor.tcp._connection import emit_connect
 
 from ._connection import TlsConnection
 from ._context import client_context, describe_failure, warn_if_unverified
@@ -163,7 +164,7 @@ class TlsClient(TcpClient):
         self._tls_conn = None
         if exc is None:
             self._finish()
-            self.emit("connect", conn)
+            emit_connect(self, conn)
             return
         conn.abort()
         self._error(*describe_failure(exc))

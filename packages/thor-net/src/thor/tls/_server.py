@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from thor.tcp import TcpServer
+from thor.tcp._connection import emit_connect
 
 from ._connection import TlsConnection
 from ._context import describe_failure, server_context
@@ -164,7 +165,7 @@ class TlsServer(TcpServer):
     def _handshake_done(self, conn: TlsConnection, exc: BaseException | None) -> None:
         self._handshaking.discard(conn)
         if exc is None:
-            self.emit("connect", conn)
+            emit_connect(self, conn)
             return
         conn.abort()
         self._report(conn.address, describe_failure(exc)[2])

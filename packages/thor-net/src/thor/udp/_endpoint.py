@@ -68,6 +68,8 @@ _RECV_SIZE = 65536
 _MAX_CACHED_DESTINATIONS = 256
 _DROPPED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR})
 _NO_IPV6 = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
+#: what the endpoint watches for the error queue's reports where there is one (see above)
+_ERROR_WATCH = frozenset({"fd_error", "fd_close"})
 _FATAL = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EINVAL})
 
 
@@ -256,7 +258,7 @@ class UdpEndpoint(EventSource):
         limit = MAX_DGRAM_IPV6 if ipv6_only else MAX_DGRAM_IPV4
         self.max_dgram = min(limit, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
         if self._errqueue:
-            self._interesting_events = self._interesting_events | {"fd_error", "fd_close"}
+            self._interesting_events = self._interesting_events | _ERROR_WATCH
         self.register_fd(sock.fileno())
 
     def _open_for(self, family: int) -> socket.socket | None:
@@ -406,6 +408,8 @@ class UdpEndpoint(EventSource):
             self._interesting_events = self._interesting_events - {"fd_readable"}
         else:
             self._interesting_events = self._interesting_events | {"fd_readable"}
+            if self._errqueue:  # (the error watch comes back, if handle_fd_close dropped it)
+                self._interesting_events = self._interesting_events | _ERROR_WATCH
         if self.sock is not None:
             # (re-)register rather than modify: this also restores a registration that
             # ``loop.stop()`` forgot, so an endpoint works again when the loop runs again
@@ -457,7 +461,19 @@ class UdpEndpoint(EventSource):
         self._emit_errors(sock, errors)
 
     def handle_fd_close(self) -> None:
-        """Called by the loop on a hang-up: nothing to do for UDP."""
+        """Called by a loop that cannot tell a hang-up from readability (select) while the
+        endpoint is paused (a UDP socket never hangs up): reports the queued (ICMP) errors, if
+        that is what made it readable; if datagrams did, the error watch is dropped until
+        ``pause(False)``, since the loop would otherwise wake for them on every pass."""
+        sock = self.sock
+        if sock is None or not self._errqueue:
+            return
+        errors = _errqueue.read_errors(sock)
+        if errors:
+            self._emit_errors(sock, errors)
+        elif self._paused:
+            self._interesting_events = self._interesting_events - _ERROR_WATCH
+            self.register_fd(sock.fileno())
 
     def _emit_errors(self, sock: socket.socket, errors: list[tuple[int, str]]) -> None:
         for code, message in errors:
@@ -466,7 +482,11 @@ class UdpEndpoint(EventSource):
             self.emit("socket_error", "socket", code, message)
 
     def _report_later(self, err_type: str, code: int, message: str) -> None:
-        self.loop.schedule(0, self.emit, "socket_error", err_type, code, message)
+        self.loop.schedule(0, self._report, err_type, code, message)
+
+    def _report(self, err_type: str, code: int, message: str) -> None:
+        if not self._closed:  # ("no more events" after shutdown(); a failed bind reports itself)
+            self.emit("socket_error", err_type, code, message)
 
     # -- closing ----------------------------------------------------------------------------------
 
