@@ -126,6 +126,26 @@ def test_run_while_running_raises(loop: LoopBase) -> None:
     assert not loop.running
 
 
+def test_run_from_a_callback_after_stop_raises(loop: LoopBase) -> None:
+    """stop() then run() in a callback: the first run() has not returned, so the second would
+    be a loop nested in it; it raises instead, and the first returns as stopped."""
+    errors: list[BaseException] = []
+
+    def stop_then_run() -> None:
+        loop.stop()
+        loop.schedule(0.2, loop.stop)  # (ends a nested run, were there one)
+        try:
+            loop.run()
+        except LoopError as exc:
+            errors.append(exc)
+
+    loop.schedule(0, stop_then_run)
+    loop.run()
+    assert [type(exc) for exc in errors] == [LoopError]
+    loop.schedule(0, loop.stop)
+    loop.run()  # (and it runs again once the first run() has returned)
+
+
 def test_close_while_running_raises(loop: LoopBase) -> None:
     errors: list[BaseException] = []
 

@@ -174,9 +174,10 @@ class LoopBase(EventEmitter):
         """Run until ``stop()`` is called. Emits ``'start'`` first.
 
         Raises:
-            LoopError: the loop is already running, or was closed.
+            LoopError: the loop is already running (also when stopped from a callback whose
+                ``run()`` has not returned yet: no nested loops), or was closed.
         """
-        if self.running:
+        if self.running or self._thread_id is not None:
             raise LoopError("this loop is already running")
         if self._closed:
             raise LoopError("this loop is closed")
