@@ -359,23 +359,6 @@ def test_icmp_port_unreachable_is_reported_and_the_endpoint_lives_on(
 
 
 @needs_linux
-def test_icmp_errors_are_reported_while_paused_except_with_select(
-    loop: LoopBase, endpoints: Any
-) -> None:
-    client = endpoints()
-    client.bind(b"127.0.0.1", 0)
-    errors: list[tuple[str, int, str]] = []
-    client.on("socket_error", lambda *args: errors.append(args))
-    client.send(b"x", b"127.0.0.1", closed_port())
-    if isinstance(loop, thor.loop.SelectLoop):
-        # select(2) has no error set for an fd it is not reading: reported once reading
-        run_for(loop, 0.05)
-        client.pause(False)
-    run_until(loop, lambda: bool(errors))
-    assert errors[0][:2] == ("socket", errno.ECONNREFUSED)
-
-
-@needs_linux
 @needs_ipv6
 def test_icmp_errors_on_a_dual_stack_socket(loop: LoopBase, endpoints: Any) -> None:
     client = endpoints()
