@@ -225,6 +225,40 @@ def test_queued_requests_are_served_in_turn(stage: Stage) -> None:
     assert group.queued == 0
 
 
+def test_a_queued_request_whose_client_leaves_gives_its_turn_back(stage: Stage) -> None:
+    """A request waiting in the queue (its client sent a head announcing a body) whose client
+    disconnects is withdrawn from the queue: the upstream's slot is not handed to it and kept
+    for good (every later request then waited for the queue timeout, 503)."""
+    slow = Upstream(stage.origin(b"slow", delay=0.3), max_conns=1)
+    group = UpstreamGroup([slow], loop=stage.loop, queue_timeout=1.0)
+    port = stage.proxy(group)
+    leaver = socket.create_connection(("127.0.0.1", port), timeout=5)
+    queued: list[int] = []
+
+    def leave_once_queued() -> None:
+        if group.queued:
+            queued.append(group.queued)
+            leaver.close()
+        else:
+            stage.loop.schedule(0.005, leave_once_queued)
+
+    def send_the_leavers_head() -> None:
+        leaver.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        leave_once_queued()
+
+    try:
+        stage.chain = (port, 2)  # A, then C once A is answered
+        stage.fetch(port)
+        stage.loop.schedule(0.05, send_the_leavers_head)
+        stage.run()
+    finally:
+        leaver.close()
+    assert queued == [1]
+    assert stage.responses == [(200, b"slow"), (200, b"slow")]
+    assert (slow.active, group.queued) == (0, 0)
+    group.close()
+
+
 def test_a_router_picks_the_origin_by_host(stage: Stage) -> None:
     api = UpstreamGroup([stage.origin(b"api")], loop=stage.loop)
     web = UpstreamGroup([stage.origin(b"web")], loop=stage.loop)

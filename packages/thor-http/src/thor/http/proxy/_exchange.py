@@ -694,13 +694,26 @@ class ProxyExchange:
         self._pending = None
         selector = self._selector
         if selector is not None:
-            self._selector = None
-            upstream = self.upstream
-            if upstream is not None:
+            if self._waiting:
+                # still queued for an upstream: withdrawn from the queue; a selector that
+                # cannot withdraw it hands it a slot later, which _ready then gives back
+                cancel = getattr(selector, "cancel", None)
                 try:
-                    selector.release(upstream, ok)
+                    withdrawn = cancel is not None and cancel(self)
                 except Exception as exc:
-                    logger.error("release() of %r failed", selector, exc_info=exc)
+                    withdrawn = False
+                    logger.error("cancel() of %r failed", selector, exc_info=exc)
+                if withdrawn:
+                    self._waiting = False
+                    self._selector = None
+            else:
+                self._selector = None
+                upstream = self.upstream
+                if upstream is not None:
+                    try:
+                        selector.release(upstream, ok)
+                    except Exception as exc:
+                        logger.error("release() of %r failed", selector, exc_info=exc)
         if self._req_done:
             self.server_exchange.sink(None)
         if proxy.listener_count("access"):
