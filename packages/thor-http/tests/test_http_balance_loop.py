@@ -305,6 +305,30 @@ def test_a_silent_upstream_fails_its_check_on_timeout(runner: Runner) -> None:
     assert group.upstreams[0].healthy
 
 
+def test_checks_of_a_silent_upstream_do_not_pile_up(runner: Runner) -> None:
+    """A check that times out is cancelled (its connection closed): an upstream that accepts
+    and never answers holds one check's connection at a time, round after round, instead of
+    one more each round until the client's pool for it is full (then the checks queued)."""
+    silent = serve(runner, None)
+    group = UpstreamGroup([silent.url], loop=runner.loop)
+    client = make_client(runner)
+    group.start_health_checks(client, b"/", interval=0.03, timeout=0.02)
+    open_at_once: list[int] = []  # the client's connections (the server lingers on its side)
+
+    def sample() -> None:
+        open_at_once.append(sum(len(pool.conns) for pool in client._origins.values()))
+        if len(open_at_once) < 40:
+            runner.loop.schedule(0.01, sample)
+        else:
+            runner.loop.stop()
+
+    sample()
+    runner.run()
+    group.close()
+    assert max(open_at_once) <= 2, open_at_once
+    assert len(silent.requests) > client.max_server_conn  # every round sent its check
+
+
 def test_health_checks_restore_an_upstream_and_serve_the_queue(runner: Runner) -> None:
     origin = serve(runner, b"500")
     other = Upstream(serve(runner, b"200").url, max_conns=1)

@@ -11,7 +11,10 @@ one pass marks it up: the interval already smooths flapping). The response body 
 dropped by the client, so its connection returns to the pool for the next round.
 
 Every check carries the checker's generation: after ``stop()`` (or a timeout), a late answer
-is ignored rather than overriding a newer verdict.
+is ignored rather than overriding a newer verdict. A check that times out, or is still waiting
+for its answer at ``stop()``, is cancelled (its connection closed): an upstream that accepts
+connections and never answers would otherwise hold one more of the client's connections to it
+every round.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class _Check:
 
     def start(self) -> None:
         checker = self.checker
-        self.timer = checker.group.loop.schedule(checker.timeout, self.report, False)
+        self.timer = checker.group.loop.schedule(checker.timeout, self.expire)
         exchange = self.exchange = checker.client.exchange()
         exchange.on("response_start", self.on_response_start)
         exchange.on("error", self.on_error)
@@ -55,7 +58,21 @@ class _Check:
         exchange.request_done([])
 
     def on_response_start(self, status: bytes, phrase: bytes, headers: object) -> None:
+        self.exchange = None  # (answered: its body is read and dropped, the connection pooled)
         self.report(int(status) < 500)
+
+    def expire(self) -> None:
+        """No answer within the timeout: a failure, and the exchange is abandoned (its
+        connection closed), so that checks do not pile up on an upstream that never answers."""
+        self.timer = None
+        self.cancel()
+        self.report(False)
+
+    def cancel(self) -> None:
+        """Abandon the exchange if it is still waiting for its response head."""
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.cancel()
 
     def on_error(self, err: object) -> None:
         self.report(False)
@@ -139,6 +156,7 @@ class HealthChecker:
         for check in checks.values():
             if check.timer is not None:
                 check.timer.delete()
+            check.cancel()
 
     def _round(self) -> None:
         if not self._active:
