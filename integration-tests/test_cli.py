@@ -182,6 +182,8 @@ def test_serve_a_directory(site: Path) -> None:
         assert fetch(port, "/")[2] == b"<h1>home</h1>\n"  # the index
         status, headers, _ = fetch(port, "/docs")
         assert (status, headers["location"]) == (301, "/docs/")
+        # never a redirect to another host ('//docs/' is one, to a browser)
+        assert b"\r\nLocation: /docs/\r\n" in raw_request(port, b"GET //docs HTTP/1.0\r\n\r\n")
         status, _, body = fetch(port, "/docs/")
         assert status == 200 and b'href="guide.json"' in body  # a listing
         assert fetch(port, "/missing.txt")[0] == 404

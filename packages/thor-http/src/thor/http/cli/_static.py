@@ -246,7 +246,9 @@ class StaticFiles:
         """A directory: redirect to the slashed path, serve its index, or list it."""
         path = exchange.uri.split(b"?", 1)[0]
         if not path.endswith(b"/"):
-            location = path + b"/"
+            # one leading slash, backslashes escaped: to a browser '//sub/' is a URL of
+            # the host 'sub' (a network-path reference), and a backslash reads as a slash
+            location = b"/" + path.lstrip(b"/").replace(b"\\", b"%5C") + b"/"
             _simple(
                 exchange,
                 b"301",
