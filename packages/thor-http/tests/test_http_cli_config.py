@@ -235,6 +235,29 @@ def test_types_are_checked() -> None:
     assert "health_check: expected a path starting with '/'" in joined
 
 
+GROUP = '[upstreams.a]\nservers = ["http://h:1"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GROUP + "[proxy]\ntrusted_hops = [10]\n", "proxy.trusted_hops[0]: expected an address"),
+        (GROUP + "queue_timeout = inf\n", "queue_timeout: expected a number of seconds"),
+        (GROUP + "eject_for = nan\n", "eject_for: expected a number of seconds"),
+        (GROUP + 'health_check = "/h\\u0001x"\n', "health_check: expected a path"),
+        (GROUP + 'health_check = "/caf\u00e9"\n', "health_check: expected a path"),
+        (GROUP + '[[routes]]\npath = "/caf\u00e9"\nupstream = "a"\n', "routes[0].path: expected"),
+    ],
+    ids=["hop-as-int", "inf-seconds", "nan-seconds", "control-byte", "non-ascii", "route"],
+)
+def test_values_that_would_fail_at_start_are_refused(text: str, expected: str) -> None:
+    """Values the proxy could not use (a timer of inf or nan seconds, a request path that is
+    not printable ASCII, an int taken by ipaddress as an address) are problems with their line,
+    not a traceback or a bare message when the proxy starts."""
+    found = problems(text)
+    assert any(expected in problem for problem in found), found
+
+
 @pytest.mark.parametrize("fmt", ["common", "extended", "json"])
 def test_access_log_formats_are_the_flags(fmt: str) -> None:
     config = parse_config(f'access_log_format = "{fmt}"\n[upstreams.a]\nservers = ["http://h:1"]\n')

@@ -63,6 +63,7 @@ table header and key (``_Locator``), falling back to the nearest enclosing table
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -297,7 +298,11 @@ class _Checker:
     def seconds(self, value: object, path: Path, allow_off: bool = False) -> float | None:
         if allow_off and value is False:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < math.inf  # (nan and inf too: a timer cannot take them)
+        ):
             extra = " (or false: no limit)" if allow_off else ""
             self.bad(path, f"expected a number of seconds > 0{extra}, not {value!r}")
             return None
@@ -414,8 +419,11 @@ def _read_group(check: _Checker, name: str, table: dict[str, Any]) -> GroupSpec 
                 setattr(group, key, seconds)
     if "health_check" in table:
         text = check.string(table["health_check"], (*path, "health_check"))
-        if text is not None and (not text.startswith("/") or any(c.isspace() for c in text)):
-            check.bad((*path, "health_check"), f"expected a path starting with '/', not {text!r}")
+        if text is not None and not _is_request_path(text):
+            check.bad(
+                (*path, "health_check"),
+                f"expected a path starting with '/' (printable ASCII), not {text!r}",
+            )
         else:
             group.health_check = text
     return group
@@ -435,10 +443,11 @@ def _read_route(check: _Checker, index: int, table: object, groups: set[str]) ->
     prefix = "/"
     if "path" in route_table:
         text = check.string(route_table["path"], (*path, "path"))
-        if text is not None and (
-            not text.startswith("/") or any(c.isspace() or c in "?#" for c in text)
-        ):
-            check.bad((*path, "path"), f"expected a path prefix starting with '/', not {text!r}")
+        if text is not None and (not _is_request_path(text) or any(c in "?#" for c in text)):
+            check.bad(
+                (*path, "path"),
+                f"expected a path prefix starting with '/' (printable ASCII), not {text!r}",
+            )
         elif text is not None:
             prefix = text
     name = route_table.get("upstream")
@@ -477,10 +486,17 @@ def _read_proxy(check: _Checker, table: dict[str, Any], config: ProxyConfig) -> 
                 continue
             for index, entry in enumerate(hops):
                 try:
+                    if not isinstance(entry, str):  # (ip_network takes an int as an address)
+                        raise TypeError(entry)
                     ipaddress.ip_network(entry, strict=False)
                 except (TypeError, ValueError):
                     check.bad((*path, index), f"expected an address or a network, not {entry!r}")
             config.proxy_settings["trusted_hops"] = tuple(str(entry) for entry in hops)
+
+
+def _is_request_path(text: str) -> bool:
+    """A path to send in a request target: '/' and then printable ASCII (a URI is ASCII)."""
+    return text.startswith("/") and text.isascii() and text.isprintable() and " " not in text
 
 
 _SCAN_LINES = 2000

@@ -9,6 +9,7 @@ before the final one. On failure, one line goes to stderr (``thor.http.client: <
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import BinaryIO
 
 import thor.loop
 
+from .._abnf import is_token
 from .._headers import RawHeaderListType
 from ..error import HttpError
 from ._client import HttpClient
@@ -29,10 +31,28 @@ def _header_arg(text: str) -> tuple[bytes, bytes]:
     return name.strip().encode("latin-1"), value.strip().encode("latin-1")
 
 
+def _method_arg(text: str) -> str:
+    if not is_token(text.encode("latin-1", "replace")):
+        raise argparse.ArgumentTypeError(f"a method is a token (GET, POST...), not {text!r}")
+    return text
+
+
+def _timeout_arg(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"a timeout is a number of seconds > 0, not {text!r}")
+    return seconds
+
+
 def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the request options (``-X``, ``-H``, ``-k``, ``--ca-file``, ``--timeout``) to
     ``parser``; shared with ``thor get``."""
-    parser.add_argument("-X", "--method", default="GET", help="request method (GET)")
+    parser.add_argument(
+        "-X", "--method", type=_method_arg, default="GET", help="request method (GET)"
+    )
     parser.add_argument(
         "-H",
         "--header",
@@ -50,7 +70,7 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ca-file", help="PEM file of the CAs to trust for HTTPS")
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="connect and read timeout, seconds (10)"
+        "--timeout", type=_timeout_arg, default=10.0, help="connect and read timeout, seconds (10)"
     )
 
 
