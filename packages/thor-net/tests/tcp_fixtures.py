@@ -71,6 +71,17 @@ def block(index: int, size: int = 64 * KIB) -> bytes:
     return index.to_bytes(8, "big") * (size // 8)
 
 
+def fill_kernel(conn: TcpConnection) -> int:
+    """Send to ``conn``'s socket directly (thor's queue stays empty) until the kernel takes
+    no more, the peer not reading. Returns the number of bytes the kernel took."""
+    total = 0
+    while True:
+        try:
+            total += conn.socket.send(b"k" * (64 * KIB))
+        except BlockingIOError:
+            return total
+
+
 def has_unread(sock: socket.socket) -> bool:
     """Whether bytes are waiting in ``sock``'s receive queue (without taking them)."""
     try:

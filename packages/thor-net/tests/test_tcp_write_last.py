@@ -49,17 +49,6 @@ def read_to_the_end(peer: socket.socket) -> bytes:
     return bytes(got)
 
 
-def fill_kernel(conn: TcpConnection) -> int:
-    """Send to ``conn``'s socket directly (thor's queue stays empty) until the kernel takes
-    no more, the peer not reading. Returns the number of bytes the kernel took."""
-    total = 0
-    while True:
-        try:
-            total += conn.socket.send(b"k" * (64 * KIB))
-        except BlockingIOError:
-            return total
-
-
 @pytest.mark.parametrize("host", tf.HOSTS)
 def test_the_last_bytes_arrive_and_the_socket_closes_at_once(net: Net, host: bytes) -> None:
     log: list[str] = []
@@ -136,7 +125,7 @@ def test_bytes_the_kernel_refuses_now_are_queued_and_closed_gracefully(net: Net)
     st: dict[str, Any] = {}
 
     def ready(writer: TcpConnection, reader: TcpConnection) -> None:
-        st["filled"] = fill_kernel(writer)
+        st["filled"] = tf.fill_kernel(writer)
         writer.on("disconnect", lambda: log.append("writer disconnect"))
         writer.write_last(last)
         st["queued"] = writer.write_buffer_size

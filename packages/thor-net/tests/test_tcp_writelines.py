@@ -52,7 +52,7 @@ def test_the_chunks_arrive_in_order_and_mutable_ones_are_copied(net: Net) -> Non
     received = bytearray()
 
     def ready(writer: TcpConnection, reader: TcpConnection) -> None:
-        filled = fill_kernel(writer)  # the chunks are queued, not sent, by writelines
+        filled = tf.fill_kernel(writer)  # the chunks are queued, not sent, by writelines
         writer.writelines(chunks)
         mutable[:] = b"CHANGED!!"  # reused at once: the queued copy keeps what was given
         read_until(reader, received, filled + len(expected), net.done)
@@ -60,17 +60,6 @@ def test_the_chunks_arrive_in_order_and_mutable_ones_are_copied(net: Net) -> Non
     net.pair(ready)
     net.run()
     assert received.endswith(expected)
-
-
-def fill_kernel(conn: TcpConnection) -> int:
-    """Send to ``conn``'s socket directly (thor's queue stays empty) until the kernel takes
-    no more. Returns the number of bytes the kernel took."""
-    total = 0
-    while True:
-        try:
-            total += conn.socket.send(b"k" * (64 * KIB))
-        except BlockingIOError:
-            return total
 
 
 def test_a_large_chunk_is_queued_as_it_is_and_arrives_whole(net: Net) -> None:
@@ -100,7 +89,7 @@ def test_behind_queued_bytes_the_chunks_keep_their_place(net: Net) -> None:
     received = bytearray()
 
     def ready(writer: TcpConnection, reader: TcpConnection) -> None:
-        filled = fill_kernel(writer)
+        filled = tf.fill_kernel(writer)
         writer.write(first)
         writer.writelines(tail)
         writer.write(b"end")
@@ -140,7 +129,7 @@ def test_the_limits_apply_to_the_total(net: Net) -> None:
             st["empty"] = str(exc)
         st["after_empty"] = (writer.write_buffer_size, list(st["pauses"]))
         # behind queued bytes: refused whole, the writer asked to pause first
-        fill_kernel(writer)
+        tf.fill_kernel(writer)
         writer.write(b"q" * (64 * KIB))
         try:
             writer.writelines([b"h" * 100, b"b" * (2 * MIB)])

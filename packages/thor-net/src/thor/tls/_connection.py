@@ -212,32 +212,9 @@ class TlsConnection(TcpConnection):
         if self._state != _OPEN:
             raise OSError(errno.EPIPE, "connection closed")
         parts = [_as_bytes(chunk) for chunk in chunks if chunk]
-        if not parts or self.error is not None:
-            return
-        size = sum(map(len, parts))
-        if size <= self.write_coalesce or len(parts) == 1:
-            self.write(parts[0] if len(parts) == 1 else b"".join(parts))
-            return
-        buffer = self._buffer
-        if (
-            self._buffered + size > self.max_write_buffer_size
-            or len(buffer) + len(parts) > self.max_write_buffer_chunks
-        ):
-            if buffer and not self._output_paused:  # (as write: wait for the queue to drain)
-                self._output_paused = True
-                self.emit("pause", True)
-            raise self._refused(size)
-        queued = bool(buffer)
-        buffer.extend(parts)
-        self._buffered += size
-        if not queued:  # the first sends now (else the socket's writability sends them)
-            failure = self._send_head(True)
-            if failure is not None:
-                self._fail_later(failure)
-                return
-        if not self._output_paused and self._buffered > self.write_bufsize:
-            self._output_paused = True
-            self.emit("pause", True)
+        if len(parts) > 1 and sum(map(len, parts)) <= self.write_coalesce:
+            parts = [b"".join(parts)]
+        TcpConnection.writelines(self, parts)
 
     def write_last(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` and close gracefully: the same as ``write(data)`` then ``close()``
@@ -410,6 +387,11 @@ class TlsConnection(TcpConnection):
         self._resume_ev = None
         if not self._input_paused and self._state == _OPEN and not self._peer_closed:
             self.handle_fd_readable()
+
+    def _send_queued(self) -> OSError | None:
+        """Send the queue the TLS way (``_send_head``: an SSLSocket has no gathering send), for
+        as long as the socket takes it (``writelines`` on an empty queue)."""
+        return self._send_head(True)
 
     def _send_head(self, repeat: bool = False) -> OSError | None:
         """One TLS write of the queue's head or, with ``repeat``, as many as the socket takes
