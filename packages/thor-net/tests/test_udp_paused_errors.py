@@ -147,3 +147,29 @@ def test_icmp_errors_are_reported_while_paused(
     run(loop, "no 'socket_error' while paused")
     assert [error[:2] for error in errors] == [("socket", errno.ECONNREFUSED)]
     assert sender.wakes < 1000, f"woken {sender.wakes} times"
+
+
+@needs_linux
+def test_errors_are_watched_again_after_a_resume(
+    loop: LoopBase, endpoint: Callable[[], CountingEndpoint]
+) -> None:
+    """A datagram waiting while paused (select: the error watch is dropped so the loop does not
+    spin), then pause(False), the datagram read, pause(True): ICMP errors are reported while
+    paused again (the watch came back with the resume)."""
+    peer = endpoint()
+    got: list[tuple[bytes, str, int]] = []
+    errors: Errors = []
+    peer.on("socket_error", record_and_stop(loop, errors))
+
+    def delivered(*datagram: Any) -> None:
+        got.append(datagram)
+        peer.pause(True)
+        peer.send(b"ping", b"127.0.0.1", closed_port())
+
+    peer.on("datagram", delivered)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(b"hello", ("127.0.0.1", peer.port))
+    loop.schedule(0.1, peer.pause, False)
+    run(loop, "no 'socket_error' while paused after the resume")
+    assert [data for data, _, _ in got] == [b"hello"]
+    assert [error[:2] for error in errors] == [("socket", errno.ECONNREFUSED)]
