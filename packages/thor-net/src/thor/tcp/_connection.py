@@ -351,10 +351,17 @@ class TcpConnection(EventSource):
                 self._output_paused = True
                 self.emit("pause", True)
             raise self._refused(size)
+        self._enqueue(parts, size)
+
+    def _enqueue(self, parts: list[bytes], size: int) -> None:
+        """Queue ``parts`` (``size`` bytes, within the limits); on an empty queue, send at once
+        (``_send_queued``), else the socket's writability sends them; ``'pause' (True)`` if
+        more than ``write_bufsize`` bytes then wait."""
+        buffer = self._buffer
         queued = bool(buffer)
         buffer.extend(parts)
         self._buffered += size
-        if not queued:  # the first send now (else the socket's writability sends them)
+        if not queued:
             failure = self._send_queued()
             if failure is not None:
                 self._fail_later(failure)

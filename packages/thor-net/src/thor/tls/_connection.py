@@ -189,15 +189,7 @@ class TlsConnection(TcpConnection):
             return
         # Nothing queued, but more than one write's worth: through the queue, which splits it,
         # sending pieces while the socket takes them (only what it refuses stays queued)
-        self._buffer.append(data if type(data) is bytes else bytes(data))
-        self._buffered = size
-        failure = self._send_head(True)
-        if failure is not None:
-            self._fail_later(failure)
-            return
-        if not self._output_paused and self._buffered > self.write_bufsize:
-            self._output_paused = True
-            self.emit("pause", True)
+        self._enqueue([data if type(data) is bytes else bytes(data)], size)
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         """Send the chunks in order, as one ``write`` of them joined would. TLS cannot gather:
