@@ -12,9 +12,12 @@ Bind failures close the endpoint and are reported as ``'socket_error'`` on the n
 
 The fd is registered with the loop as soon as the socket exists; ``fd_readable`` is wanted only
 while not paused (endpoints start paused, as in thor 0.17). Where the error queue exists, the
-endpoint also always wants ``fd_error`` and ``fd_close``: thor.loop leaves an fd with no read,
+endpoint also wants ``fd_error`` and ``fd_close``: thor.loop leaves an fd with no read,
 write or hang-up interest out of the kernel's poll set, and the ICMP reports must reach
-``handle_fd_error`` while paused too. A UDP socket never hangs up, so ``fd_close`` never fires.
+``handle_fd_error`` while paused too. A UDP socket never hangs up: ``handle_fd_close`` is called
+only by a loop that cannot tell a hang-up from readability (select), and it reports the queued
+errors, or, if a datagram waiting made the socket readable, drops the watch until
+``pause(False)`` (the loop would wake for it on every pass).
 (Only where the error queue exists, that is Linux: with kqueue, ``fd_close`` interest means a
 read filter, which would wake a paused endpoint for every datagram waiting.)
 
