@@ -285,3 +285,49 @@ def test_a_router_picks_the_origin_by_host(stage: Stage) -> None:
         api.upstreams[0].name,
         web.upstreams[0].name,
     ]
+
+
+def test_a_failure_counts_against_the_group_that_lent_a_shared_upstream(stage: Stage) -> None:
+    """One Upstream in two routed groups, a request of each in flight: the later request's
+    failure is released to its own group (eject_after 1: ejected), not to the group that lent
+    the same upstream first (eject_after 5), as it was when the router took the oldest
+    lending."""
+    server = HttpServer(b"127.0.0.1", 0, stage.loop)
+    stage.servers.append(server)
+
+    def on_exchange(exchange: HttpServerExchange) -> None:
+        def done(trailers: RawHeaders) -> None:
+            if exchange.uri == b"/two":
+                exchange.http_conn.tcp_conn.abort()  # a failure of the upstream
+                return
+
+            def answer() -> None:
+                exchange.response_start(b"200", b"OK", [(b"Content-Length", b"3")])
+                exchange.response_body(b"one")
+                exchange.response_done([])
+
+            stage.loop.schedule(0.3, answer)
+
+        exchange.on("request_done", done)
+
+    server.on("exchange", on_exchange)
+    shared = Upstream(f"http://127.0.0.1:{server.port}")
+    # the spares keep each group from being left without a healthy upstream; round robin
+    # tries the first listed first, so both requests go to the shared one
+    first = UpstreamGroup(
+        [shared, Upstream(f"http://127.0.0.1:{closed_port()}")], loop=stage.loop, eject_after=5
+    )
+    second = UpstreamGroup(
+        [shared, Upstream(f"http://127.0.0.1:{closed_port()}")], loop=stage.loop, eject_after=1
+    )
+    router = Router([Route(path_prefix=b"/one", group=first), Route(group=second)])
+    port = stage.proxy(router)
+    stage.clients[-1].retry_limit = 0  # the proxy's client: /two fails while /one waits
+    stage.fetch(port, b"/one")
+    stage.loop.schedule(0.05, stage.fetch, port, b"/two")
+    stage.run()
+    assert sorted(status for status, _ in stage.responses) == [200, 502]
+    assert (200, b"one") in stage.responses
+    assert shared.ejected
+    assert shared.active == 0
+    router.close()

@@ -266,3 +266,27 @@ def test_close_when_idle_waits_for_the_last_release() -> None:
     idle = Router([Route(path_prefix=b"/", group=group(3))])
     idle.close_when_idle()
     assert idle.closed
+
+
+def test_release_with_the_request_finds_its_lending_among_several() -> None:
+    """Two groups lend one Upstream at once: ``release(..., request=px)`` goes to the group
+    that lent it to ``px`` whatever the order; without ``request`` the oldest lending is taken."""
+    shared = Upstream("http://127.0.0.1:1")
+    lenient = UpstreamGroup([shared, Upstream("http://127.0.0.1:3")], eject_after=5)
+    strict = UpstreamGroup([shared, Upstream("http://127.0.0.1:2")], eject_after=1)
+    inner = Router([Route(group=strict)])  # nested: the request is passed on
+    router = Router([Route(path_prefix=b"/lenient", group=lenient), Route(group=inner)])
+    got: list[Upstream | None] = []
+    first, second = req(b"/lenient/a"), req(b"/strict/b")
+    router.acquire(first, lambda up, reason: got.append(up))
+    router.acquire(second, lambda up, reason: got.append(up))
+    assert got == [shared, shared]
+    router.release(shared, ok=False, request=second)  # strict's eject_after (1) applies
+    assert shared.ejected
+    assert shared.active == 1
+    router.release(shared, ok=True, request=first)
+    assert shared.active == 0
+    assert router.idle
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        router.release(shared, request=first)
+    router.close()

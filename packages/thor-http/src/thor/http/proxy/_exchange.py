@@ -53,6 +53,7 @@ from ..error import (
 )
 from ._access_log import begin_record
 from ._intermediary import clean_trailers, strip_response
+from ._routing import Router
 from ._tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -209,6 +210,15 @@ class _UpstreamSink:
     def upgrade(self, tcp_conn: TcpConnection, rest: bytes) -> None:
         """(A listener: the client exchange emits ``'upgrade'`` only to listeners.)"""
         self.px._upstream_upgraded(tcp_conn, rest)
+
+
+def _release(selector: Any, upstream: Any, ok: bool, px: ProxyExchange) -> None:
+    """``selector.release(upstream, ok)``; a Router is told the request too, so an Upstream
+    shared by two of its groups is given back to the group that lent it."""
+    if isinstance(selector, Router):
+        selector.release(upstream, ok, px)
+    else:
+        selector.release(upstream, ok)
 
 
 def _upgrade(headers: RawHeaderListType) -> RawHeaderListType:
@@ -369,7 +379,7 @@ class ProxyExchange:
         self._waiting = False
         if self._done:  # the client went away while the request waited for an upstream
             if upstream is not None and self._selector is not None:
-                self._selector.release(upstream, True)
+                _release(self._selector, upstream, True, self)
             return
         if upstream is None:
             self._selector = None
@@ -711,7 +721,7 @@ class ProxyExchange:
                 upstream = self.upstream
                 if upstream is not None:
                     try:
-                        selector.release(upstream, ok)
+                        _release(selector, upstream, ok, self)
                     except Exception as exc:
                         logger.error("release() of %r failed", selector, exc_info=exc)
         if self._req_done:

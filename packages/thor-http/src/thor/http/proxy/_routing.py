@@ -21,7 +21,10 @@ names one.
 The router has the groups' ``acquire``/``release`` contract. An upstream in exactly one
 UpstreamGroup is released to that group directly (it knows its groups), so the common case costs
 no bookkeeping; for groups that share upstreams with other groups, and for other balancers
-(a nested Router...), the router remembers which one lent each upstream in flight.
+(a nested Router...), the router remembers which one lent each upstream in flight, and to
+which request. ``release(upstream, ok, request=px)`` gives it back to the group that lent it to
+that request (the proxy passes its exchange); without ``request`` the oldest lending of that
+upstream is taken, which is right as long as one Upstream is not shared by two groups.
 
 A router replaced on a reload (``ReverseProxy.set_upstream``) is retired with
 ``close_when_idle()``: the requests in flight are released to it as usual, and the release that
@@ -181,7 +184,7 @@ class Router:
         for route in self.routes:
             if not isinstance(route, Route):
                 raise ValueError(f"Router takes Route objects, not {route!r}")
-        self._lent: dict[Upstream, list[Balancer]] = {}
+        self._lent: dict[Upstream, list[tuple[Balancer, object]]] = {}
         # best first; sorted() is stable, so equals keep the order they were listed in
         self._ranked = sorted(
             self.routes, key=lambda r: (len(r.path_prefix), r.host is not None), reverse=True
@@ -226,24 +229,40 @@ class Router:
 
         def lent(upstream: Upstream | None, reason: str | None) -> object:
             if upstream is not None:
-                self._lent.setdefault(upstream, []).append(group)
+                self._lent.setdefault(upstream, []).append((group, px))
             return ready(upstream, reason)
 
         group.acquire(px, lent)
 
-    def release(self, upstream: Upstream, ok: bool = True) -> None:
+    def release(self, upstream: Upstream, ok: bool = True, request: object = None) -> None:
         """Give ``upstream`` back to the group that lent it (as ``UpstreamGroup.release``).
+
+        Args:
+            upstream: the upstream ``ready`` was called with.
+            ok: as ``UpstreamGroup.release``.
+            request: the request it was lent to (the ``px`` of ``acquire``). When one Upstream
+                is in two of the router's groups, this says which group the release, and its
+                failure count, belongs to; without it the oldest lending is taken.
 
         Raises:
             RuntimeError: this router did not lend ``upstream`` (or it was released already).
         """
-        groups = self._lent.get(upstream) if self._lent else None
-        if groups:
-            group = groups.pop(0)
-            if not groups:
+        lendings = self._lent.get(upstream) if self._lent else None
+        if lendings:
+            index = 0
+            if request is not None:
+                for i, (_, px) in enumerate(lendings):
+                    if px is request:
+                        index = i
+                        break
+            group = lendings.pop(index)[0]
+            if not lendings:
                 del self._lent[upstream]
             try:
-                group.release(upstream, ok)
+                if request is not None and isinstance(group, Router):
+                    group.release(upstream, ok, request)
+                else:
+                    group.release(upstream, ok)
             finally:
                 if self._retiring:
                     self._close_if_idle()
