@@ -24,6 +24,7 @@ __all__ = ["eai_error", "parse_ip_literal", "to_dns_name"]
 # Characters a host name may hold once IDNA-encoded: letters, digits, hyphen, and the underscore
 # (not a host-name character per RFC 952, but used in real names such as SRV-style labels).
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+_MAX_SCOPE_ID = 0xFFFFFFFF  # sin6_scope_id is 32 bits
 
 _EAI_MESSAGES = {
     socket.EAI_NONAME: "Name or service not known",
@@ -82,7 +83,9 @@ def parse_ip_literal(host: str | bytes) -> tuple[socket.AddressFamily, str, int]
         return None
     scope_id = 0
     if zone:
-        if zone.isdigit():
+        if zone.isascii() and zone.isdigit():  # (str.isdigit() takes "²" and other scripts')
+            if len(zone) > 10 or int(zone) > _MAX_SCOPE_ID:
+                return None
             scope_id = int(zone)
         else:
             try:

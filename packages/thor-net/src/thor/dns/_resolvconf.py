@@ -6,10 +6,12 @@ The syntax and defaults are those of the C library's stub resolver (resolv.conf(
   or IPv6 literal (a zone such as ``fe80::1%eth0`` is allowed); the BSD form ``[ADDRESS]:PORT``
   selects another port. With none, the local machine (``127.0.0.1``) is asked.
 * ``search DOMAIN...`` and ``domain DOMAIN``: the last of them wins. With neither, the domain
-  part of the machine's host name, if it has one.
+  part of the machine's host name, if it has one. A domain that is not a valid DNS name
+  (``to_dns_name``: an empty label, a label over 63 characters, a backslash...) or is the root
+  (``.``) is left out, so every name the search list makes can be asked.
 * ``options``: ``ndots:N`` (default 1, at most 15), ``timeout:N`` (seconds per try, default 5,
   1 to 30), ``attempts:N`` (rounds over the nameservers, default 2, 1 to 5) and ``rotate``;
-  other options are ignored.
+  other options, and numbers that are not ASCII digits, are ignored.
 * The environment variables ``LOCALDOMAIN`` (replaces the search list) and ``RES_OPTIONS``
   (options applied after the file's) are honoured, as the C library does.
 
@@ -21,10 +23,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ._names import parse_ip_literal
+from ._names import parse_ip_literal, to_dns_name
 
 __all__ = [
     "CHECK_INTERVAL",
@@ -71,17 +73,38 @@ class ResolvConf:
     rotate: bool = False
 
 
-def _clean_domain(domain: str) -> str:
-    return domain.lower().rstrip(".")
+def _clean_domain(domain: str) -> str | None:
+    """``domain`` as a search domain (lower case, no trailing dot), or None when it is the root
+    or not a valid DNS name."""
+    try:
+        name, _ = to_dns_name(domain)
+    except OSError:
+        return None
+    return name
+
+
+def search_list(domains: Iterable[str]) -> tuple[str, ...]:
+    """The valid search domains among ``domains`` (see ``_clean_domain``), at most 32."""
+    cleaned = (_clean_domain(domain) for domain in domains)
+    return tuple(domain for domain in cleaned if domain)[:_MAX_SEARCH]
+
+
+def _ascii_number(text: str, max_digits: int) -> int | None:
+    """``text`` as a number when it is 1 to ``max_digits`` ASCII digits (``str.isdigit()`` also
+    takes ``"²"`` and other scripts' digits, which ``int()`` refuses)."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def _parse_nameserver(text: str) -> tuple[str, int] | None:
     port = 53
     if text.startswith("[") and "]:" in text:
         text, _, port_text = text[1:].partition("]:")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        number = _ascii_number(port_text, 5)
+        if number is None or not 0 < number < 65536:
             return None
-        port = int(port_text)
+        port = number
     literal = parse_ip_literal(text)
     if literal is None:
         return None
@@ -97,8 +120,7 @@ def _apply_options(conf: ResolvConf, words: list[str]) -> ResolvConf:
         key, _, value = word.partition(":")
         if key == "rotate":
             rotate = True
-        elif value.isdigit():
-            number = int(value)
+        elif (number := _ascii_number(value, 6)) is not None:
             if key == "ndots":
                 ndots = min(number, _MAX_NDOTS)
             elif key == "timeout":
@@ -133,14 +155,13 @@ def parse_resolv_conf(text: str, default_domain: str | None = None) -> ResolvCon
             if server is not None and len(nameservers) < MAX_NAMESERVERS:
                 nameservers.append(server)
         elif keyword == "domain" and args:
-            search = (_clean_domain(args[0]),)
+            search = search_list(args[:1])
         elif keyword == "search" and args:
-            domains = (_clean_domain(arg) for arg in args)
-            search = tuple(domain for domain in domains if domain)[:_MAX_SEARCH]
+            search = search_list(args)
         elif keyword == "options":
             conf = _apply_options(conf, args)
     if search is None:
-        search = (_clean_domain(default_domain),) if default_domain else ()
+        search = search_list([default_domain]) if default_domain else ()
     if nameservers:
         conf = replace(conf, nameservers=tuple(nameservers))
     return replace(conf, search=search)
@@ -181,8 +202,7 @@ def read_resolv_conf(
     env = os.environ if environ is None else environ
     local_domain = env.get("LOCALDOMAIN")
     if local_domain is not None:
-        domains = (_clean_domain(word) for word in local_domain.split())
-        conf = replace(conf, search=tuple(domain for domain in domains if domain)[:_MAX_SEARCH])
+        conf = replace(conf, search=search_list(local_domain.split()))
     res_options = env.get("RES_OPTIONS")
     if res_options:
         conf = _apply_options(conf, res_options.split())

@@ -116,10 +116,18 @@ def _results(entry: HostsEntry, port: int, kind: socket.SocketKind) -> DnsResult
 def _nameserver(server: str | tuple[str, int]) -> tuple[str, int]:
     address, port = (server, 53) if isinstance(server, str) else server
     literal = parse_ip_literal(address)
-    if literal is None or not 0 < port < 65536:
+    if literal is None or type(port) is not int or not 0 < port < 65536:
         raise ValueError(f"a nameserver must be an IP address and port, not {server!r}")
     _, host, scope_id = literal
     return (f"{host}%{scope_id}" if scope_id else host), port
+
+
+def _search_domain(domain: str) -> str:
+    try:
+        name, _ = to_dns_name(domain)
+    except OSError:
+        raise ValueError(f"a search domain must be a valid DNS name, not {domain!r}") from None
+    return name
 
 
 class _Flight:
@@ -146,7 +154,7 @@ class Resolver:
     Args:
         nameservers: ``(address, port)`` pairs, or addresses (port 53); an empty list means no
             DNS at all (only literals, the hosts file and localhost resolve).
-        search: search domains.
+        search: search domains (valid DNS names; trailing dots and case are ignored).
         ndots: the dots a name needs to be tried as is before the search domains.
         timeout: seconds to wait for one nameserver before asking the next (and again for a
             TCP retry of a truncated answer). A lookup fails with EAI_AGAIN after
@@ -159,7 +167,8 @@ class Resolver:
         clock: monotonic seconds for the cache and the hosts file checks (tests inject one).
 
     Raises:
-        ValueError: a nameserver is not an IP address, or a number is out of range.
+        ValueError: a nameserver is not an IP address and port (an int), a search domain is
+            not a valid DNS name, or a number is out of range.
     """
 
     def __init__(
@@ -185,9 +194,7 @@ class Resolver:
         self._given_nameservers = (
             None if nameservers is None else [_nameserver(server) for server in nameservers]
         )
-        self._given_search = (
-            None if search is None else [domain.lower().rstrip(".") for domain in search]
-        )
+        self._given_search = None if search is None else [_search_domain(d) for d in search]
         self._given = (ndots, timeout, attempts, rotate)
         self._resolv_conf_path = resolv_conf_path
         self._clock = clock or time.monotonic

@@ -135,7 +135,13 @@ class TcpClient(EventSource):
             RuntimeError: this client is already connecting.
         """
         self._begin(host, port, connect_timeout)
-        literal = ip_literal(host, port)
+        try:
+            literal = ip_literal(host, port)
+        except (OSError, UnicodeError) as exc:  # an IPv6 zone that names no interface
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else socket.EAI_NONAME
+            # reported from the loop, as a failed lookup is
+            self._report_ev = self.loop.schedule(0, self._error, "gai", code, f"{host!r}: {exc}")
+            return
         if literal is not None:
             self._start([literal])
             return
