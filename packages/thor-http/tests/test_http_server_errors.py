@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -471,3 +472,66 @@ def test_server_leniencies_are_off_by_default_and_can_be_turned_on(
     assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
     if setting == "lenient_obs_fold":
         assert (b"X-Folded", b" one two") in seen[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "request_bytes", "status"),
+    [
+        pytest.param(
+            "max_body_size",
+            10,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+            b"413",
+            id="max_body_size",
+        ),
+        pytest.param(
+            "max_request_line", 20, b"GET /" + b"a" * 40 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414"
+        ),
+        pytest.param(
+            "max_fields", 2, b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", b"431"
+        ),
+        pytest.param("lenient_bare_lf", True, b"GET / HTTP/1.1\nHost: a\n\n", b"200"),
+    ],
+)
+def test_parser_settings_set_on_the_server_apply_to_its_next_connections(
+    harness: Harness, setting: str, value: object, request_bytes: bytes, status: bytes
+) -> None:
+    """A parser limit or leniency set on a server after it was made (as the class docstring
+    allows) applies to the connections it accepts afterwards; before, only the class's value
+    was ever used. The same request, sent before the change, was answered the old way and
+    learnt as a known request: the change forgets those, so the new setting applies to it."""
+
+    def answer(exchange: HttpServerExchange) -> None:
+        def done(trailers: Any) -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([])
+
+        exchange.on("request_done", done)
+
+    server = harness.server(answer)
+    lenient = setting.startswith("lenient")
+    before = b"400" if lenient else b"200"
+    request = request_bytes.replace(b"Host: a\r\n", b"Host: a\r\nConnection: close\r\n")
+    request = request.replace(b"Host: a\n", b"Host: a\nConnection: close\n")
+    changed = threading.Event()
+
+    def change() -> None:
+        setattr(server, setting, value)
+        changed.set()
+
+    def exchange_once() -> bytes:
+        sock = harness.connect(server)
+        sock.sendall(request)
+        return support.recv_until_close(sock)
+
+    def client() -> tuple[list[bytes], bytes]:
+        answers = [exchange_once() for _ in range(3)]  # the second teaches the known requests
+        harness.loop.run_in_loop(change)
+        assert changed.wait(5)
+        return answers, exchange_once()
+
+    answers, after = harness.client(client)
+    for data in answers:
+        assert data.startswith(b"HTTP/1.1 " + before), data
+    assert after.startswith(b"HTTP/1.1 " + status), after

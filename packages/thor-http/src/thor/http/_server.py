@@ -7,8 +7,9 @@ each accepted connection (see ``_server_connection.py`` for input, ordering and 
 ``_server_exchange.py`` for the response API).
 
 Settings are class attributes, so an application changes them on the class, a subclass or an
-instance; the parser limits are read when the server is made (they become attributes of a
-parser class of its own, so a connection costs no copying of settings).
+instance; the parser limits become attributes of a parser class of the server's own (so a
+connection costs no copying of settings), made again when one of them is set on the server:
+connections made after that use it.
 
 Time: the server keeps a coarse clock (``_now``) and the cached ``Date`` field, both refreshed
 by its **sweep**, one loop timer that runs every ``sweep_interval`` seconds while the server has
@@ -38,6 +39,19 @@ from . import _limits
 from ._parser import HttpParser
 from ._server_connection import HttpServerConnection
 from ._server_framing import date_cache
+
+#: settings that become the parser class's own (see ``HttpServer._make_parser_class``)
+_PARSER_SETTINGS = frozenset(
+    {
+        "max_request_line",
+        "max_field_section",
+        "max_fields",
+        "max_chunk_line",
+        "max_body_size",
+        "lenient_bare_lf",
+        "lenient_obs_fold",
+    }
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -73,8 +87,10 @@ class HttpServer(EventEmitter):
         connections: the open HttpServerConnections.
         shutting_down: True once ``graceful_shutdown()`` was called.
 
-    Settings (class attributes; seconds, or bytes; None disables a timeout; a server reads
-    them when it is made: set them on the class before, or on the server):
+    Settings (class attributes; seconds, or bytes; None disables a timeout; set them on the
+    class, a subclass, or the server; the parser limits set on a server apply to the
+    connections it accepts afterwards; ``tcp_server_class`` and ``defer_accept`` are used
+    when the server is made, so only the class or a subclass can change them):
         tcp_server_class: the TcpServer class (TcpServer).
         idle_timeout: a keep-alive connection with no request for this long is closed (60).
         request_timeout: receiving a request (head or body) stalls for this long: the
@@ -211,19 +227,7 @@ class HttpServer(EventEmitter):
         self.max_pipeline_depth = self.max_pipeline_depth
         self.max_known_requests = self.max_known_requests
         self.max_known_request_size = self.max_known_request_size
-        self._parser_class: type[HttpParser] = type(
-            "ServerHttpParser",
-            (HttpParser,),
-            {
-                "max_request_line": self.max_request_line,
-                "max_field_section": self.max_field_section,
-                "max_fields": self.max_fields,
-                "max_chunk_line": self.max_chunk_line,
-                "max_body_size": self.max_body_size,
-                "lenient_bare_lf": self.lenient_bare_lf,
-                "lenient_obs_fold": self.lenient_obs_fold,
-            },
-        )
+        self._parser_class: type[HttpParser] = self._make_parser_class()
         self.tcp_server: TcpServer
         self.tls = tls_context is not None
         # the PROXY header comes before the TLS handshake: the TLS listener reads it
@@ -270,6 +274,21 @@ class HttpServer(EventEmitter):
         ``request_timeout``, as they are when the connection arrives."""
         timeout = self.request_head_timeout
         return self.request_timeout if timeout is None else timeout
+
+    def _make_parser_class(self) -> type[HttpParser]:
+        """A parser class with this server's parser limits and leniencies as its own."""
+        settings = {name: getattr(self, name) for name in _PARSER_SETTINGS}
+        return type("ServerHttpParser", (HttpParser,), settings)
+
+    if not TYPE_CHECKING:  # (hidden from mypy, which would then allow any attribute name)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+            if name in _PARSER_SETTINGS and "_parser_class" in self.__dict__:
+                # a parser setting set on the server: connections made from now on use it,
+                # and no request learnt under the old ones skips the parser
+                self._parser_class = self._make_parser_class()
+                self._known_requests.clear()
 
     @property
     def port(self) -> int:
