@@ -909,3 +909,108 @@ def test_mutable_buffers_changed_after_write_are_sent_as_written(loop: LoopBase,
     connect(loop, pki, server.port).on("connect", on_client_connect)
     run(loop)
     assert b"".join(received) == expected
+
+
+# -- the peer's close while paused ----------------------------------------------------------------
+
+
+def client_context(pki: Pki, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca_file)
+    context.maximum_version = version
+    return context
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_paused_connection_hears_the_peers_clean_close(
+    loop: LoopBase, pki: Pki, version: ssl.TLSVersion
+) -> None:
+    """The server's connection stays paused (an application that only writes); the client
+    closes (close_notify, then FIN). As a paused TcpConnection hears a FIN with no data
+    waiting, it emits 'close': the records waiting held a close_notify and no data. (It was
+    parked, waiting for a pause(False) that never comes, the socket left in CLOSE-WAIT.)"""
+    server = tls_server(loop, pki)
+    seen: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on(
+            "close",
+            lambda: (seen.append(f"close notify={conn.close_notify_received}"), conn.close()),
+        )
+        conn.on("data", lambda data: seen.append("data"))
+        server.shutdown()  # never resumed: it stays paused
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    client = connect(loop, pki, server.port, context=client_context(pki, version))
+    client.on("connect", on_client_connect)
+    run(loop, 5, "the paused connection never heard the close")
+    assert seen == ["close notify=True"]
+
+
+def test_a_paused_client_hears_a_bare_fin_behind_session_tickets(loop: LoopBase, pki: Pki) -> None:
+    """TLS 1.3: the server's NewSessionTicket records reach a client that stays paused, then
+    the server's FIN without close_notify. The tickets are no data, so the paused client
+    emits 'close' (it waited for pause(False) with the tickets unread)."""
+    server = tls_server(loop, pki)
+    seen: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        server.shutdown()
+        loop.schedule(0.1, conn.abort)  # after the tickets: a FIN, no close_notify
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        seen.append(str(conn.tls_version))
+        conn.on(
+            "close",
+            lambda: (seen.append(f"close notify={conn.close_notify_received}"), conn.close()),
+        )
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+
+    server.on("connect", on_server_connect)
+    client = connect(loop, pki, server.port, context=client_context(pki, ssl.TLSVersion.TLSv1_3))
+    client.on("connect", on_client_connect)
+    run(loop, 5, "the paused client never heard the FIN")
+    assert seen == ["TLSv1.3", "close notify=False"]
+
+
+def test_data_found_after_the_peers_close_while_paused_comes_first_on_resume(
+    loop: LoopBase, pki: Pki
+) -> None:
+    """The client writes 40000 bytes and closes while the server's connection (reading 1000
+    bytes at a time) is paused: what is decrypted to look for data is held, and pause(False)
+    delivers it first, then the rest in order, then 'close'."""
+    server = tls_server(loop, pki)
+    server.connection_class = SmallReads
+    payload = bytes(random.Random(7).randbytes(40000))
+    received: list[bytes] = []
+    seen: list[str] = []
+
+    def on_server_connect(conn: TlsConnection) -> None:
+        conn.on("data", received.append)
+        conn.on(
+            "close", lambda: (seen.append(f"close after {sum(map(len, received))}"), conn.close())
+        )
+        server.shutdown()
+
+        def resume_once_closed() -> None:
+            if conn._peer_closed or conn._registered:  # (the hang-up was looked at)
+                loop.schedule(0.05, resume_once_closed)
+            else:
+                seen.append(f"held {len(conn._held)}")
+                conn.pause(False)
+
+        loop.schedule(0.05, resume_once_closed)
+
+    def on_client_connect(conn: TlsConnection) -> None:
+        conn.on("disconnect", lambda: stop_when_idle(loop))
+        conn.write(payload)
+        conn.close()
+
+    server.on("connect", on_server_connect)
+    connect(loop, pki, server.port).on("connect", on_client_connect)
+    run(loop, 5, "the held data or the close never came")
+    assert b"".join(received) == payload
+    assert seen == ["held 1000", "close after 40000"]

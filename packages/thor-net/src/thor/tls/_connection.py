@@ -117,6 +117,7 @@ class TlsConnection(TcpConnection):
         self._read_wants_write = False
         self._handshake: _Handshake | None = None
         self._resume_ev: ScheduledEvent | None = None
+        self._held = b""  # decrypted while paused, to learn whether the peer's records held data
 
     # -- TLS information ------------------------------------------------------------------------
 
@@ -232,9 +233,9 @@ class TlsConnection(TcpConnection):
             and not self._peer_closed
             and self._resume_ev is None
             and self._tls_up
-            and self.socket.pending()
+            and (self._held or self.socket.pending())
         ):
-            # decrypted bytes wait inside OpenSSL: the fd will not say so
+            # decrypted bytes wait inside OpenSSL (or were held): the fd will not say so
             self._resume_ev = self.loop.schedule(0, self._read_buffered)
 
     # -- loop handlers --------------------------------------------------------------------------
@@ -243,6 +244,9 @@ class TlsConnection(TcpConnection):
         """The socket is readable: read (and decrypt), emitted as one ``'data'``."""
         if self._state != _OPEN:
             self._drain_discarding()
+            return
+        if self._held:
+            self._deliver_held()
             return
         sock = self.socket
         end: object = None
@@ -325,7 +329,7 @@ class TlsConnection(TcpConnection):
             self._tls_broken = not self.close_notify_received
             self._peer_eof()
         elif self._state == _OPEN:
-            self._park()  # records wait for pause(False): they may hold data
+            self._look_while_paused()
         else:
             self._drain_discarding()
 
@@ -375,10 +379,76 @@ class TlsConnection(TcpConnection):
         self._read_wants_write = True
         self._set_mask(self._mask | FD_WRITABLE)
 
+    def _look_while_paused(self) -> None:
+        """Paused, and the peer hung up with TLS records unread. They may hold no data at all
+        (a close_notify, TLS 1.3 session tickets): decrypt up to the first data, so that such a
+        close is reported as TcpConnection reports a paused peer's FIN without data. Data found
+        is held for ``pause(False)`` (one read, at most ``read_bufsize``), and the connection
+        parked as TcpConnection parks with unread data."""
+        sock = self.socket
+        while True:
+            try:
+                data = sock.recv(self.read_bufsize)
+            except ssl.SSLWantReadError:
+                # no whole record left: is it the FIN alone, or the rest of a record to come?
+                try:
+                    peeked = socket.socket.recv(sock, 1, socket.MSG_PEEK)
+                except _BLOCKING:
+                    return
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+                if peeked:
+                    self._park()
+                    return
+                self._tls_broken = True  # (SSL_read would have said so with the FIN read)
+                self._peer_eof()
+                return
+            except ssl.SSLWantWriteError:
+                self._park()
+                return
+            except ssl.SSLEOFError:
+                self._tls_broken = True
+                self._peer_eof()
+                return
+            except ssl.SSLZeroReturnError:
+                data = b""
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self.close_notify_received = True
+                self._peer_eof()
+                return
+            self._held = data
+            self._park()
+            return
+
     def _read_buffered(self) -> None:
         self._resume_ev = None
         if not self._input_paused and self._state == _OPEN and not self._peer_closed:
             self.handle_fd_readable()
+
+    def _deliver_held(self) -> None:
+        """Emit what ``_look_while_paused`` held, before anything read after it; the rest,
+        and the peer's end, come through the fd (or OpenSSL's pending bytes) again."""
+        held, self._held = self._held, b""
+        reader = self._reader
+        try:
+            if reader is None:
+                self.emit("data", held)
+            else:
+                reader(held)
+        except Exception:
+            self.abort()
+            raise
+        if (
+            not self._input_paused
+            and self._state == _OPEN
+            and self._resume_ev is None
+            and self.socket.pending()
+        ):
+            self._resume_ev = self.loop.schedule(0, self._read_buffered)
 
     def _send_queued(self) -> OSError | None:
         """Send the queue the TLS way (``_send_head``: an SSLSocket has no gathering send), for
