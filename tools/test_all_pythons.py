@@ -3,7 +3,7 @@
 
 Each interpreter gets a virtual environment under $THOR_PY_VENVS (default /tmp/thor-pythons)
 with the four packages installed editable and the test tools; then pytest runs as in
-``hatch run test``. Interpreters are looked up as ``python3.X`` on PATH, then under pyenv.
+``hatch run test``. Interpreters are looked up under pyenv first, then as ``python3.X`` on PATH.
 
 Usage: python tools/test_all_pythons.py [--require] [pytest args...]
   --require   fail when one of the versions is not installed (default: report and go on)

@@ -1,5 +1,6 @@
 """thor.http.proxy: building blocks for HTTP intermediaries (reverse and forward proxies).
 
+    import thor.loop
     from thor.http.server import HttpServer
     from thor.http.proxy import ReverseProxy
 
