@@ -106,7 +106,10 @@ class HttpClient:
             that probe misconfigured sites, never for fetching data you rely on.
         tls_ca_file: PEM file of CAs to trust instead of the system store (None).
         tls_context: an ``ssl.SSLContext`` to use as it is (then ``tls_verify`` and
-            ``tls_ca_file`` are not used); None.
+            ``tls_ca_file`` are not used); None. The three TLS settings apply to the
+            connections made after they are set: setting one closes the idle HTTPS
+            connections, and those in use or connecting are closed instead of being reused,
+            so no request made after the change goes over a connection verified the old way.
         defer_writes: True (default): a request written from inside a loop pass is sent
             right after that pass's IO events are dispatched, with the other requests of the
             pass (thor-net's ``TcpConnection.defer_writes``, read when a connection is made);
@@ -144,21 +147,62 @@ class HttpClient:
         self.max_server_conn: int = 6
         self.check_ip: Callable[[str], bool] | None = None
         self.careful: bool = True
-        self.tls_verify: bool = True
-        self.tls_ca_file: str | os.PathLike[str] | None = None
-        self.tls_context: ssl.SSLContext | None = None
+        self._origins: dict[OriginType, _Origin] = {}
+        self._tls_verify = True
+        self._tls_ca_file: str | os.PathLike[str] | None = None
+        self._tls_context: ssl.SSLContext | None = None
         self.defer_writes: bool = True
         # read on every response: instance attributes (a class default read through the
         # instance is a slow lookup on CPython 3.11)
         self.max_known_responses = self.max_known_responses
         self.max_known_response_size = self.max_known_response_size
-        self._origins: dict[OriginType, _Origin] = {}
         #: known responses: head bytes -> (status, phrase, fields, version, keep_alive,
         #: Content-Length), as the parser gave them
         self._known_responses: dict[
             bytes, tuple[bytes, bytes, RawHeaderListType, bytes, bool, int]
         ] = {}
         self.loop.on("stop", _StopRelay(self))
+
+    @property
+    def tls_verify(self) -> bool:
+        """Verify HTTPS certificates and host names (see the class docstring)."""
+        return self._tls_verify
+
+    @tls_verify.setter
+    def tls_verify(self, value: bool) -> None:
+        self._tls_verify = value
+        self._tls_changed()
+
+    @property
+    def tls_ca_file(self) -> str | os.PathLike[str] | None:
+        """PEM file of CAs to trust instead of the system store (see the class docstring)."""
+        return self._tls_ca_file
+
+    @tls_ca_file.setter
+    def tls_ca_file(self, value: str | os.PathLike[str] | None) -> None:
+        self._tls_ca_file = value
+        self._tls_changed()
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """An ``ssl.SSLContext`` used as it is (see the class docstring)."""
+        return self._tls_context
+
+    @tls_context.setter
+    def tls_context(self, value: ssl.SSLContext | None) -> None:
+        self._tls_context = value
+        self._tls_changed()
+
+    def _tls_changed(self) -> None:
+        """A TLS setting was set: HTTPS connections made before are not used again."""
+        for origin, pool in list(self._origins.items()):
+            if origin[0] != "https":
+                continue
+            for conn in list(pool.conns):
+                if conn in pool.idle:
+                    conn._close(None)
+                else:
+                    conn._tls_stale = True  # closed by _release instead of being reused
 
     def exchange(self) -> HttpClientExchange:
         """A new exchange (one request and its response) on this client."""
@@ -260,6 +304,9 @@ class HttpClient:
         """``conn`` is free: the first exchange waiting gets it, else it idles in the pool."""
         pool = self._origins.get(conn.origin)
         if pool is None:  # pragma: no cover - forgotten by close()
+            conn._close(None)
+            return
+        if conn._tls_stale:  # made before a TLS setting changed
             conn._close(None)
             return
         if pool.waiting:

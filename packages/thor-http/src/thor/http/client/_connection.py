@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from thor.events import EventEmitter
 from thor.tcp import TcpClient
-from thor.tls import TlsClient
+from thor.tls import TlsClient, TlsConnection
 
 from .._parser import CLOSE, COUNTED, HEAD_STATE, NO_BODY, Head, HttpParser
 from ..error import (
@@ -151,6 +151,7 @@ class HttpClientConnection(EventEmitter):
         "_tcp_client",
         "_timer",
         "_timer_at",
+        "_tls_stale",
         "_trailers",
         "_upgrade_head",
         "client",
@@ -194,6 +195,7 @@ class HttpClientConnection(EventEmitter):
         self._timer_at = 0.0
         self._known = client._known_responses
         self._batch = b""  # the read being parsed (learning known responses: input_start)
+        self._tls_stale = False  # made before a TLS setting of the client changed
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -352,7 +354,14 @@ class HttpClientConnection(EventEmitter):
         if tcp_conn is not None:
             tcp_conn.sink(None)
             tcp_conn.remove_listeners("data", "close", "pause", "disconnect")
-            tcp_conn.abort()
+            if err is None and isinstance(tcp_conn, TlsConnection) and tcp_conn.tcp_connected:
+                tcp_conn.close()  # an orderly end: close_notify first (RFC 8446 §6.1)
+                if not self.client.loop.running:
+                    # (the loop stopped, or never ran: nothing would finish the close, which
+                    # sent close_notify now if it could)
+                    tcp_conn.abort()
+            else:
+                tcp_conn.abort()
         self.parser.pause()
         reused = self.reused
         client = self.client
@@ -457,9 +466,17 @@ class HttpClientConnection(EventEmitter):
         tcp_conn = self.tcp_conn
         assert tcp_conn is not None
         try:
-            if tcp_conn.error is not None and self._framing == CLOSE and self._response_bytes:
-                # a reset cannot end a close-delimited body: it may be truncated
-                raise ConnectError(f"connection reset during the response: {tcp_conn.error}")
+            if self._framing == CLOSE and self._response_bytes:
+                if tcp_conn.error is not None:
+                    # a reset cannot end a close-delimited body: it may be truncated
+                    raise ConnectError(f"connection reset during the response: {tcp_conn.error}")
+                if isinstance(tcp_conn, TlsConnection) and not tcp_conn.close_notify_received:
+                    # over TLS, only the closure alert ends such a body (RFC 9112 §9.8): a bare
+                    # FIN may be an attacker's truncation
+                    raise ConnectError(
+                        "the server closed TLS without close_notify during a response delimited"
+                        " by the connection's end: it may be truncated"
+                    )
             self.parser.eof()
         except HttpError as err:
             self._close(err)
