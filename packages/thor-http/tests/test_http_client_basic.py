@@ -614,3 +614,23 @@ def test_redirects_are_left_to_the_application(harness: Harness, scripted: MakeS
     assert (b"Location", b" " + server.url("/elsewhere").encode()) in rec.headers  # as received
     assert bytes(rec.body) == b"moved"
     assert requests_seen == [b"GET /here HTTP/1.1"]
+
+
+def test_a_tls_setting_set_before_init_does_not_fail() -> None:
+    """The TLS settings are properties that look at the pool: a subclass that sets one before
+    calling ``HttpClient.__init__`` (which then sets the defaults, as for every setting) must
+    not meet a missing pool."""
+
+    class EarlyClient(HttpClient):
+        def __init__(self, loop: thor.loop.LoopBase) -> None:
+            self.tls_verify = False
+            HttpClient.__init__(self, loop)
+
+    loop = thor.loop.make()
+    try:
+        client = EarlyClient(loop)
+        assert client.tls_verify is True
+        client.tls_verify = False
+        assert client.tls_verify is False
+    finally:
+        loop.close()

@@ -195,7 +195,8 @@ class HttpClient:
 
     def _tls_changed(self) -> None:
         """A TLS setting was set: HTTPS connections made before are not used again."""
-        for origin, pool in list(self._origins.items()):
+        origins: dict[OriginType, _Origin] = self.__dict__.get("_origins", {})  # (before init)
+        for origin, pool in list(origins.items()):
             if origin[0] != "https":
                 continue
             for conn in list(pool.conns):
