@@ -22,10 +22,11 @@ handled first with as few operations as possible.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Callable
 from contextvars import Context, ContextVar, copy_context
-from types import BuiltinFunctionType, FunctionType, MethodType
+from types import BuiltinFunctionType, FrameType, FunctionType, MethodType
 from typing import Any, TypeVar
 
 from ._errors import MaxListenersExceededWarning, UnhandledError
@@ -96,10 +97,10 @@ class ContextWrapper:
         self.once = once
         self.removed = False
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _in_listener():
-            return self.listener(*args)
-        return self.context.run(self.listener, *args)
+            return self.listener(*args, **kwargs)
+        return self.context.run(self.listener, *args, **kwargs)
 
     @property
     def __name__(self) -> str:
@@ -186,7 +187,8 @@ class EventEmitter:
     # touching an instance's __dict__ makes every later attribute read of it a slow lookup.)
     __max_listeners: int | None = None  # set_max_listeners(); None: default_max_listeners
     __warned: set[str] | None = None  # events warned about (MaxListenersExceededWarning)
-    #: for subclasses: events whose every new listener calls ``_listener_added``
+    #: for subclasses, set in the class body (read when the class is made): events whose
+    #: every new listener calls ``_listener_added``
     _hooked_events: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
@@ -258,14 +260,16 @@ class EventEmitter:
             events[event] = [entry]
         else:
             events[event] = [entry, *current] if prepend else [*current, entry]
-            limit = self.get_max_listeners()
-            if 0 < limit < len(current) + 1:
-                self.__warn_max_listeners(event, len(current) + 1, limit)
         if "newListener" in events or self.__sink is not None:
             self._listener_added(event)
             self.emit("newListener", event, entry)
         elif event in self._hooked_events:
             self._listener_added(event)
+        if current is not None:
+            # last: a warning made an error (-W error) leaves the listener fully registered
+            limit = self.get_max_listeners()
+            if 0 < limit < len(current) + 1:
+                self.__warn_max_listeners(event, len(current) + 1, limit)
 
     def _listener_added(self, event: str) -> None:
         """Hook for subclasses: a listener of ``event`` was added while a sink is set (or
@@ -291,7 +295,7 @@ class EventEmitter:
                 f"{count} {event!r} listeners added to {self!r} (limit {limit}): a possible "
                 f"listener leak; use set_max_listeners() to raise the limit"
             ),
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
 
     def set_max_listeners(self, limit: int) -> None:
@@ -326,11 +330,15 @@ class EventEmitter:
         current = self.__events.get(event)
         if current is None:
             return
-        for index, entry in enumerate(current):
-            if entry.listener == listener or entry is listener:
-                entry.removed = True
-                self.__events[event] = current[:index] + current[index + 1 :]
-                return
+        found = -1
+        if isinstance(listener, ContextWrapper):  # (one from 'newListener': that registration)
+            found = next((i for i, entry in enumerate(current) if entry is listener), -1)
+        if found < 0:
+            found = next((i for i, entry in enumerate(current) if entry.listener == listener), -1)
+        if found >= 0:
+            current[found].removed = True
+            self.__events[event] = current[:found] + current[found + 1 :]
+            return
         raise ValueError(f"{listener!r} is not a listener of {event!r} on {self!r}")
 
     off = remove_listener
@@ -506,18 +514,48 @@ class EventEmitter:
 
     # -- pickling -----------------------------------------------------------------------------
 
-    def __getstate__(self) -> dict[str, Any]:
-        """The instance dict without the listeners (the sink is kept), for pickling."""
+    def __getstate__(self) -> Any:
+        """The instance dict without the listeners (the sink is kept), for pickling; with
+        the values of a subclass's ``__slots__`` as a second dict when it has any, as
+        ``object.__getstate__`` gives them."""
         state = self.__dict__.copy()
         state.pop("_EventEmitter__events", None)
         state.pop("_EventEmitter__warned", None)
-        return state
+        slots = {}
+        for cls in type(self).__mro__:
+            names = cls.__dict__.get("__slots__", ())
+            for slot in (names,) if isinstance(names, str) else names:
+                if slot in ("__dict__", "__weakref__"):
+                    continue
+                private = slot.startswith("__") and not slot.endswith("__")
+                name = f"_{cls.__name__.lstrip('_')}{slot}" if private else slot  # (mangled)
+                try:
+                    slots[name] = object.__getattribute__(self, name)
+                except AttributeError:
+                    continue  # (never set)
+        return (state, slots) if slots else state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: Any) -> None:
         """Restore a pickled emitter, with an empty listener registry."""
+        slots: dict[str, Any] = {}
+        if isinstance(state, tuple):
+            state, slots = state
         self.__dict__.update(state)
         self.__dict__.setdefault("_EventEmitter__events", {})
         self.__dict__.setdefault("_EventEmitter__sink", None)
+        for name, value in slots.items():
+            _set_attribute(self, name, value)
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel for the first frame outside this module (``on``, the
+    ``@on`` decorator and the other variants are different depths below it)."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _emit1_through_emit(self: EventEmitter, event: str, arg: Any) -> bool:
