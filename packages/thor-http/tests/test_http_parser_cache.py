@@ -4,6 +4,8 @@ are never cached; a stream of heads that never repeat turns the cache off for a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from thor.http import _parser
@@ -138,3 +140,68 @@ def test_large_heads_are_not_cached() -> None:
     assert not _parser._HEADS.entries and _parser._HEADS.hits == 0
     parser.feed(REQUEST)
     assert len(_parser._HEADS.entries) == 1  # small ones still are
+
+
+# -- the validation caches (field names, methods, Host values) ------------------------------------
+
+
+@pytest.fixture
+def saved_validation_caches() -> Iterator[None]:
+    """The validation caches are process-wide: the test may empty them; restore them after."""
+    from thor.http import _abnf
+
+    saved = (dict(_abnf.FIELD_NAME_CACHE), dict(_parser._METHOD_CACHE), dict(_parser._HOST_CACHE))
+    yield
+    for cache, contents in zip(
+        (_abnf.FIELD_NAME_CACHE, _parser._METHOD_CACHE, _parser._HOST_CACHE), saved, strict=True
+    ):
+        cache.clear()
+        cache.update(contents)
+
+
+@pytest.mark.usefixtures("saved_validation_caches")
+def test_long_names_methods_and_hosts_from_a_peer_are_validated_but_not_cached() -> None:
+    """A peer's made-up field names, methods and Host values of kilobytes were kept for the
+    life of the process (up to 4096 names: hundreds of MiB); only short ones are cached now."""
+    from thor.http import _abnf
+
+    long_name = b"X-" + b"n" * 25_000
+    long_method = b"M" * 8_000
+    long_host = b"h" * 25_000 + b".example"
+    owner = Owner()
+    parser = HttpParser(owner, True)
+    parser.feed(
+        long_method
+        + b" / HTTP/1.1\r\nHost: "
+        + long_host
+        + b"\r\n"
+        + long_name
+        + b": 1\r\nX-Short: 2\r\n\r\n"
+    )
+    assert owner.heads[0].headers[1][0] == long_name  # parsed as ever
+    assert long_name not in _abnf.FIELD_NAME_CACHE
+    assert b"X-Short" in _abnf.FIELD_NAME_CACHE
+    assert long_method not in _parser._METHOD_CACHE
+    assert long_host not in _parser._HOST_CACHE
+
+
+@pytest.mark.usefixtures("saved_validation_caches")
+def test_a_full_validation_cache_is_emptied_and_fills_again() -> None:
+    """Once full, a cache kept its first entries for ever and took no new name; now it is
+    emptied, so the names in use get in again."""
+    from thor.http import _abnf
+
+    _abnf.FIELD_NAME_CACHE.clear()
+    for number in range(_abnf._NAME_CACHE_LIMIT):
+        assert _abnf.field_name_lower(b"X-%d" % number) is not None
+    assert len(_abnf.FIELD_NAME_CACHE) == _abnf._NAME_CACHE_LIMIT
+    parser = HttpParser(Owner(), True)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-New-Name: 1\r\n\r\n")
+    assert _abnf.FIELD_NAME_CACHE.get(b"X-New-Name") == b"x-new-name"
+    assert len(_abnf.FIELD_NAME_CACHE) < _abnf._NAME_CACHE_LIMIT
+    for number in range(_parser._CACHE_LIMIT + 1):
+        HttpParser(Owner(), True).feed(b"M%d / HTTP/1.1\r\nHost: h%d\r\n\r\n" % (number, number))
+    assert b"M%d" % _parser._CACHE_LIMIT in _parser._METHOD_CACHE
+    assert b"h%d" % _parser._CACHE_LIMIT in _parser._HOST_CACHE
+    assert len(_parser._METHOD_CACHE) <= _parser._CACHE_LIMIT
+    assert len(_parser._HOST_CACHE) <= _parser._CACHE_LIMIT

@@ -41,6 +41,8 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 _name_cache: dict[bytes, bytes] = {}
 _NAME_CACHE_LIMIT = 4096
+#: longest field name cached (real ones are far shorter; a peer may send 64 KiB ones)
+MAX_CACHED_NAME = 64
 
 #: validated field names mapped to their lower-case form, filled by ``field_name_lower``: hot
 #: paths look a name up here first (a hit means the name is a token) and call it on a miss
@@ -74,7 +76,9 @@ def field_name_lower(name: bytes) -> bytes | None:
     if not name or name.translate(None, _TCHAR):
         return None
     lower = name.lower()
-    if len(_name_cache) < _NAME_CACHE_LIMIT:
+    if len(name) <= MAX_CACHED_NAME:  # (a peer's made-up long names are not kept)
+        if len(_name_cache) >= _NAME_CACHE_LIMIT:
+            _name_cache.clear()  # (in place: the parser holds this dict)
         _name_cache[name] = lower
     return lower
 

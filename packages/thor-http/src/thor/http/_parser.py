@@ -112,7 +112,10 @@ _CHUNK_EXT_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f\"]").search
 _METHOD_CACHE: dict[bytes, bool] = {}
 #: Host values already validated (a server sees the same few all day)
 _HOST_CACHE: dict[bytes, bool] = {}
-_CACHE_LIMIT = 256
+_CACHE_LIMIT = 256  # entries; a full cache is emptied and fills again
+#: the longest method and Host value cached (a name of 253 characters, a port, brackets)
+_MAX_CACHED_METHOD = 32
+_MAX_CACHED_HOST = 261
 
 
 class _HeadCache:
@@ -641,7 +644,9 @@ class HttpParser:
         if method not in _METHOD_CACHE:
             if not is_token(method):
                 raise RequestLineError(f"invalid method {method!r}")
-            if len(_METHOD_CACHE) < _CACHE_LIMIT:
+            if len(method) <= _MAX_CACHED_METHOD:
+                if len(_METHOD_CACHE) >= _CACHE_LIMIT:
+                    _METHOD_CACHE.clear()
                 _METHOD_CACHE[method] = True
         if not target or 9 in target or not target.isascii():
             # (a URI is ASCII: RFC 9112 §3.2, RFC 3986 §2; other control bytes are refused
@@ -798,7 +803,9 @@ class HttpParser:
                 if host not in _HOST_CACHE:
                     if not is_host_value(host):
                         raise InvalidHostError(f"invalid Host {host!r}")
-                    if len(_HOST_CACHE) < _CACHE_LIMIT:
+                    if len(host) <= _MAX_CACHED_HOST:
+                        if len(_HOST_CACHE) >= _CACHE_LIMIT:
+                            _HOST_CACHE.clear()
                         _HOST_CACHE[host] = True
                 head.host = host
             elif http11:
