@@ -304,3 +304,34 @@ def test_a_large_chunk_written_with_its_head_is_queued_uncopied(
 
     assert harness.client(client, timeout=20.0) == body
     assert queued == [True], "the body chunk was copied into the write queue"
+
+
+def test_thousands_of_small_pipelined_responses_reach_a_client_that_reads_late(
+    harness: Harness,
+) -> None:
+    """A client pipelines 10,000 small GETs in one go and reads only afterwards. Output past
+    64 KiB was written unjoined, about two queue chunks per tiny response, so the
+    TcpConnection's chunk limit (max_write_buffer_chunks, 4096) refused a write and the server
+    dropped the client after 256 responses while its byte-counted 'pause' never came. Small
+    pieces are now joined: every response arrives, in order."""
+    count = 10_000
+    server = harness.server(support.hello_handler())
+
+    def client() -> list[bytes]:
+        sock = harness.connect(server, timeout=10)
+        sock.sendall(
+            b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % number for number in range(count))
+        )
+        threading.Event().wait(0.5)  # the server answers into its queue meanwhile
+        data = bytearray()
+        while data.count(b"HTTP/1.1 200 OK\r\n") < count:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data.extend(chunk)
+        return [bytes(data[:17]), b"%d" % data.count(b"HTTP/1.1 200 OK\r\n")]
+
+    first, answered = harness.client(client, timeout=30)
+    assert first == b"HTTP/1.1 200 OK\r\n"
+    assert answered == b"%d" % count
+    assert not any(isinstance(err, BufferError) for err in harness.loop_errors)

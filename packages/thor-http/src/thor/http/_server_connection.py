@@ -114,6 +114,8 @@ logger = logging.getLogger("thor.http")
 _SINK_EVENTS = frozenset(("data", "close", "disconnect", "pause"))
 #: recv flags of the peek in _nothing_more (an int: or-ing the enum members costs ~1 µs)
 _PEEK_FLAGS = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+#: in output past _FLUSH_SIZE, pieces this big are written as they are (see _gathered)
+_UNJOINED_SIZE = 16 * 1024
 
 
 class _NoOwner:
@@ -171,6 +173,26 @@ class _TcpSink:
         self.disconnect = conn._on_disconnect
         self.pause = conn._on_output_pause
         self.newListener = conn._on_new_listener
+
+
+def _gathered(out: list[bytes]) -> list[bytes]:
+    """``out`` for ``writelines``: pieces of ``_UNJOINED_SIZE`` bytes or more as they are (a
+    big body chunk is not copied), each run of smaller ones joined, so that many small
+    pipelined responses do not fill the TcpConnection's queue with chunks (its
+    ``max_write_buffer_chunks``, while its 'pause' counts bytes)."""
+    gathered: list[bytes] = []
+    run: list[bytes] = []
+    for piece in out:
+        if len(piece) < _UNJOINED_SIZE:
+            run.append(piece)
+            continue
+        if run:
+            gathered.append(b"".join(run))
+            run = []
+        gathered.append(piece)
+    if run:
+        gathered.append(b"".join(run))
+    return gathered
 
 
 class HttpServerConnection(EventEmitter):
@@ -697,7 +719,7 @@ class HttpServerConnection(EventEmitter):
         if len(out) == 1:
             data: bytes | list[bytes] = out[0]
         elif self._out_size > _FLUSH_SIZE and not last:
-            data = out[:]  # large output (a big body chunk after a head): written unjoined
+            data = _gathered(out)  # large output: big body chunks are not copied
         else:
             data = b"".join(out)
         out.clear()
