@@ -13,7 +13,7 @@ import pytest
 
 import thor.loop
 from thor.http.client import HttpClient, HttpClientConnection, HttpClientExchange
-from thor.http.error import OutputError, OutputStateError, OutputSyntaxError
+from thor.http.error import OutputError, OutputStateError, OutputSyntaxError, TooManyMsgsError
 from thor.tcp import TcpConnection
 
 if TYPE_CHECKING:
@@ -419,6 +419,59 @@ def test_interim_responses_then_final(harness: Harness, scripted: MakeServer) ->
     assert [(s, p) for s, p, _ in rec.nonfinal] == [(b"100", b"Continue"), (b"103", b"Early Hints")]
     assert rec.nonfinal[1][2] == [(b"Link", b" </s.css>; rel=preload")]
     assert bytes(rec.body) == b"final"
+
+
+@pytest.mark.parametrize(
+    ("interim", "limit", "finished"),
+    [(20, 20, True), (21, 20, False), (3, 2, False), (200, None, True)],
+)
+def test_interim_responses_are_limited_by_max_nonfinal_responses(
+    harness: Harness, scripted: MakeServer, interim: int, limit: int | None, finished: bool
+) -> None:
+    """A server may send 1xx responses without end: the exchange (CPU, and in a proxy the
+    relayed heads' memory) was held as long as it liked. One more than
+    ``max_nonfinal_responses`` ends the exchange with TooManyMsgsError; None: no limit."""
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        read_request(sock)
+        sock.sendall(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * interim + response(200, b"final")
+        )
+
+    server = scripted(script)
+    client = harness.client(max_nonfinal_responses=limit)
+    first = harness.fetch(client, server.url())
+    harness.run()
+    if finished:
+        assert first.events[-1] == "response_done"
+        assert len(first.nonfinal) == interim
+        assert bytes(first.body) == b"final"
+    else:
+        assert first.events[-1] == "error"
+        assert isinstance(first.error, TooManyMsgsError)
+        assert limit is not None and len(first.nonfinal) == limit
+
+
+def test_the_interim_response_limit_counts_per_exchange(
+    harness: Harness, scripted: MakeServer
+) -> None:
+    """Two 1xx before each of two responses on one kept-alive connection, with a limit of 2:
+    the second exchange starts counting afresh."""
+
+    def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
+        rest = bytearray()
+        for _ in range(2):
+            _, _, rest = read_request(sock, rest)
+            sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n" * 2 + response(200, b"ok"))
+
+    server = scripted(script)
+    client = harness.client(max_nonfinal_responses=2)
+    first = harness.fetch(client, server.url())
+    second: list[Any] = []
+    harness.then(lambda: second.append(harness.fetch(client, server.url())))
+    harness.run()
+    assert [rec.events[-1] for rec in (first, *second)] == ["response_done", "response_done"]
+    assert server.accepts == 1
 
 
 def test_trailers_are_delivered_in_response_done(harness: Harness, scripted: MakeServer) -> None:

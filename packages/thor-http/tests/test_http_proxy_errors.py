@@ -155,6 +155,28 @@ def test_an_unrelayable_upstream_response_is_a_bad_upstream_response(
     assert error in records[0].error
 
 
+def test_an_upstream_sending_1xx_without_end_is_cut_off_with_502(harness: Harness) -> None:
+    """An origin sending more interim responses than the proxy's client takes
+    (``max_nonfinal_responses``, 20): the client gets the 20 relayed, then a 502 and the
+    close, instead of 103s for as long as the origin likes."""
+    origin = RawOrigin(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 30 + b"HTTP/1.1 200 OK\r\n"
+    )
+    try:
+        front, proxy = ps.make_proxy(harness, origin.url)
+        assert proxy.client.max_nonfinal_responses == 20
+
+        def client() -> bytes:
+            sock = ps.raw_request(harness, front, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            return support.recv_until_close(sock)
+
+        data = harness.client(client)
+    finally:
+        origin.stop()
+    assert data.count(b"HTTP/1.1 103 Early Hints\r\n") == 20
+    assert data.rpartition(b"\r\n\r\nHTTP/1.1 ")[2].startswith(b"502 Bad Gateway\r\n")
+
+
 def test_nul_in_an_upstream_field_is_never_forwarded(harness: Harness) -> None:
     origin = RawOrigin(b"HTTP/1.1 200 OK\r\nX-Bad: a\x00b\r\nContent-Length: 2\r\n\r\nok")
     try:

@@ -101,6 +101,10 @@ class HttpClient:
             client may connect there (``AccessError`` when every address is refused).
         careful: True (default) refuses sloppy responses; False accepts LF-only line endings and
             obs-fold (other errors stay fatal).
+        max_nonfinal_responses: interim (1xx) responses an exchange may receive before its
+            final one (20; None: no limit); one more ends it with ``TooManyMsgsError``. A
+            server that sends them without end would otherwise hold the exchange (and, in a
+            proxy, the memory of the relayed heads) as long as it likes.
         tls_verify: verify HTTPS certificates and host names (True). False accepts any
             certificate, as thor 0.17 did (logged once per process as a warning); for tools
             that probe misconfigured sites, never for fetching data you rely on.
@@ -147,6 +151,7 @@ class HttpClient:
         self.max_server_conn: int = 6
         self.check_ip: Callable[[str], bool] | None = None
         self.careful: bool = True
+        self.max_nonfinal_responses: int | None = 20
         self._origins: dict[OriginType, _Origin] = {}
         self._tls_verify = True
         self._tls_ca_file: str | os.PathLike[str] | None = None

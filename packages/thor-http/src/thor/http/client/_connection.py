@@ -62,6 +62,7 @@ from ..error import (
     DnsError,
     HttpError,
     ReadTimeoutError,
+    TooManyMsgsError,
     UpgradeError,
 )
 
@@ -143,6 +144,8 @@ class HttpClientConnection(EventEmitter):
         "_framing",
         "_keep_alive",
         "_known",
+        "_nonfinal",
+        "_nonfinal_for",
         "_last_io",
         "_out_paused",
         "_queued_seen",
@@ -196,6 +199,8 @@ class HttpClientConnection(EventEmitter):
         self._known = client._known_responses
         self._batch = b""  # the read being parsed (learning known responses: input_start)
         self._tls_stale = False  # made before a TLS setting of the client changed
+        self._nonfinal = 0  # 1xx responses to the exchange _nonfinal_for
+        self._nonfinal_for: HttpClientExchange | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -547,6 +552,15 @@ class HttpClientConnection(EventEmitter):
             return NO_BODY
         status = head.status
         if status[0] == 49:  # "1": interim response
+            if self._nonfinal_for is not exchange:  # (counted here: nothing per request)
+                self._nonfinal_for = exchange
+                self._nonfinal = 0
+            self._nonfinal += 1
+            limit = self.client.max_nonfinal_responses
+            if limit is not None and self._nonfinal > limit:
+                raise TooManyMsgsError(
+                    f"more than {limit} interim (1xx) responses (max_nonfinal_responses)"
+                )
             if status == b"101":
                 if not exchange._upgrade:
                     raise UpgradeError("101 Switching Protocols, but no upgrade was asked for")
