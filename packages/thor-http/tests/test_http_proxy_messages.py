@@ -88,6 +88,45 @@ def test_head_204_304_and_pipelining(harness: Harness) -> None:
     assert last.status == b"200" and last.body == b"12345"
 
 
+@pytest.mark.parametrize(("limit", "most"), [(1, 1), (2, 2), (None, 5)])
+def test_pipelined_requests_are_forwarded_as_far_as_max_forwarded_per_connection(
+    harness: Harness, limit: int | None, most: int
+) -> None:
+    """Five pipelined GETs to an origin that answers each after a delay: at most
+    ``max_forwarded_per_connection`` are upstream at once (1 by default; before, all of them,
+    so a few connections pipelining requests they never read took every upstream
+    connection); the responses come back in order either way."""
+    in_flight: list[int] = [0]
+    peak: list[int] = [0]
+
+    def slow_origin(exchange: HttpServerExchange) -> None:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+
+        def answer() -> None:
+            in_flight[0] -= 1
+            body = exchange.uri
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"%d" % len(body))])
+            exchange.response_body(body)
+            exchange.response_done([])
+
+        exchange.on("request_done", lambda trailers: harness.later(0.05, answer))
+
+    origin = harness.server(slow_origin)
+    front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
+    proxy.max_forwarded_per_connection = limit
+
+    def client() -> list[bytes]:
+        sock = ps.raw_request(
+            harness, front, b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % n for n in range(5))
+        )
+        reader = support.ResponseReader(sock)
+        return [reader.read().body for _ in range(5)]
+
+    assert harness.client(client) == [b"/%d" % n for n in range(5)]
+    assert peak[0] == most
+
+
 def test_client_leaving_mid_response_drops_the_upstream(harness: Harness) -> None:
     origin = harness.server(ps.streaming_handler(64 * 1024 * 1024))
     front, proxy = ps.make_proxy(harness, ps.origin_url(origin))

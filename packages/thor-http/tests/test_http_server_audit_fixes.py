@@ -335,3 +335,61 @@ def test_thousands_of_small_pipelined_responses_reach_a_client_that_reads_late(
     assert first == b"HTTP/1.1 200 OK\r\n"
     assert answered == b"%d" % count
     assert not any(isinstance(err, BufferError) for err in harness.loop_errors)
+
+
+def test_a_response_started_while_the_output_is_paused_hears_pause_at_once(
+    harness: Harness,
+) -> None:
+    """Two pipelined requests from a client that reads nothing yet: both are read at once; the
+    first response (12 MiB) fills the output and pauses it; the second starts after it. It was
+    never told that the output was paused (only exchanges already started were), so it wrote
+    on until the write limits dropped the connection; now its response_start emits 'pause'
+    (True), and 'pause' (False) follows once the client reads."""
+    big = b"x" * (12 * 1024 * 1024)  # more than the kernel's buffers take
+    pauses: list[bool] = []
+
+    def handler(exchange: HttpServerExchange) -> None:
+        if exchange.uri == b"/first":
+
+            def first(trailers: RawHeaders) -> None:
+                exchange.response_start(b"200", b"OK", [(b"Content-Length", b"%d" % len(big))])
+                exchange.response_body(big)
+                exchange.response_done([])
+
+            exchange.on("request_done", lambda trailers: harness.later(0.1, first, trailers))
+            return
+
+        def finish() -> None:
+            exchange.response_body(b"second")
+            exchange.response_done([])
+
+        def on_pause(paused: bool) -> None:
+            pauses.append(paused)
+            if not paused:
+                finish()
+
+        def second() -> None:
+            exchange.on("pause", on_pause)
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"6")])
+            if not pauses:
+                finish()
+
+        exchange.on("request_done", lambda trailers: harness.later(0.2, second))
+
+    server = harness.server(handler)
+
+    def client() -> list[bytes]:
+        sock = socket.socket()
+        harness.socks.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # (before connecting)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(
+            b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        threading.Event().wait(0.4)  # the second response starts meanwhile
+        reader = support.ResponseReader(sock)
+        return [reader.read().body[-6:], reader.read().body]
+
+    assert harness.client(client) == [b"xxxxxx", b"second"]
+    assert pauses == [True, False]

@@ -246,6 +246,8 @@ class HttpServerConnection(EventEmitter):
         "_out_size",
         "_parser",
         "_peer_eof",
+        "_proxy_active",
+        "_proxy_waiting",
         "_queue",
         "_reading",
         "_resume_event",
@@ -298,6 +300,10 @@ class HttpServerConnection(EventEmitter):
         self._peer_eof = False
         self._client_done = False  # a request said it was the client's last (see _nothing_more)
         self._body_cut = False  # input may still be coming after an input error (_nothing_more)
+        # a proxy's pipelined requests: forwarded and not finished, and those waiting their
+        # turn (see ProxyBase.max_forwarded_per_connection)
+        self._proxy_active = 0
+        self._proxy_waiting: deque[Any] | None = None
         self._write_limit = 0  # the TcpConnection's max_write_buffer_size, while raised (_refused)
         tcp_conn.sink(self._sink)
 

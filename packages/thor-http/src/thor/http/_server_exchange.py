@@ -234,6 +234,10 @@ class HttpServerExchange(EventEmitter):
             conn._out_size += len(head)
             if not conn._in_batch or conn._out_size > _FLUSH_SIZE:
                 conn._output_added()
+            if conn._out_paused and not self._paused:
+                # the output was paused before this response started (the client is not
+                # reading an earlier one): the application hears it now
+                self._set_paused(True)
         else:
             self._keep(head)
 

@@ -28,6 +28,7 @@ Upstream selectors: anything with ``acquire(px, ready)`` and ``release(upstream,
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from .._headers import RawHeaderListType
     from .._server import HttpServer
+    from .._server_connection import HttpServerConnection
     from .._server_exchange import HttpServerExchange
     from ..client import HttpClientExchange
 
@@ -207,6 +209,10 @@ class ProxyBase(EventEmitter):
         upstream_idle_timeout: seconds an idle upstream connection is kept (60).
         tunnel_idle_timeout: an Upgrade or CONNECT tunnel with nothing relayed either way for
             about this many seconds is closed (300; None: never).
+        max_forwarded_per_connection: requests of one client connection forwarded at once
+            (1; None: no limit). Later pipelined requests wait for their turn (their responses
+            go back in order either way), so that a few connections pipelining many requests
+            they never read cannot take every upstream connection.
 
     Events:
         access (AccessRecord): a request is over (answered, failed or turned into a tunnel);
@@ -225,6 +231,7 @@ class ProxyBase(EventEmitter):
     upstream_max_conns: int = 256
     upstream_idle_timeout: float | None = 60
     tunnel_idle_timeout: float | None = 300
+    max_forwarded_per_connection: int | None = 1
 
     #: the proto= of Forwarded
     _proto = b"http"
@@ -410,6 +417,20 @@ class ProxyBase(EventEmitter):
             else:
                 px.respond(200, None, options_response())
             return
+        conn = ex.http_conn
+        limit = self.max_forwarded_per_connection
+        if limit is not None and conn._proxy_active >= limit:
+            waiting = conn._proxy_waiting
+            if waiting is None:
+                waiting = conn._proxy_waiting = deque()
+            waiting.append(px)  # its body, if any, is kept and held as while selecting
+            return
+        conn._proxy_active += 1
+        px._counted = True
+        self._forward(px)
+
+    def _forward(self, px: ProxyExchange) -> None:
+        """The request's turn: the hooks, then an upstream."""
         try:
             if self._answer_locally and self.answer_locally(px):
                 return
@@ -424,6 +445,23 @@ class ProxyBase(EventEmitter):
             self._select(px)
         except Exception as exc:  # a hook or a selector raised: this request fails
             px._internal_error(exc)
+
+    def _forwarded_done(self, conn: HttpServerConnection) -> None:
+        """A forwarded request of ``conn`` finished: start the ones waiting, as far as
+        ``max_forwarded_per_connection`` allows."""
+        conn._proxy_active -= 1
+        waiting = conn._proxy_waiting
+        if waiting and conn.tcp_conn is None:  # the client is gone: they end with its error
+            waiting.clear()
+            return
+        limit = self.max_forwarded_per_connection
+        while waiting and (limit is None or conn._proxy_active < limit):
+            px = waiting.popleft()
+            if px._done:  # (its client went away while it waited)
+                continue
+            conn._proxy_active += 1
+            px._counted = True
+            self._forward(px)
 
     def upstream_for_url(self, url: str | bytes) -> StaticUpstream:
         """A StaticUpstream for ``url`` (kept: the same URL gives the same object).

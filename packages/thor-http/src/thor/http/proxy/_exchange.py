@@ -253,6 +253,7 @@ class ProxyExchange:
     __slots__ = (
         "_body_done",
         "_connecting",
+        "_counted",
         "_data",
         "_done",
         "_down_tunnel",
@@ -304,6 +305,7 @@ class ProxyExchange:
         self._pending: list[bytes] | None = None
         self._pending_trailers: RawHeaderListType | None = None
         self._waiting = False
+        self._counted = False  # forwarded, in its connection's _proxy_active
         self._held = False
         self._done = False
         self._local = False
@@ -731,3 +733,6 @@ class ProxyExchange:
                 proxy.emit("access", record)
             except Exception as exc:
                 logger.error("exception in an 'access' listener of %r", proxy, exc_info=exc)
+        if self._counted:  # the next pipelined request of the client connection may go
+            self._counted = False
+            proxy._forwarded_done(self.server_exchange.http_conn)
