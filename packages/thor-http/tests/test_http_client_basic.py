@@ -474,6 +474,31 @@ def test_the_interim_response_limit_counts_per_exchange(
     assert server.accepts == 1
 
 
+def test_idle_connections_over_every_origin_are_capped_oldest_first(
+    harness: Harness, scripted: MakeServer
+) -> None:
+    """Five origins fetched in turn with ``max_idle_conns`` 3: the pool keeps the three most
+    recently used connections and closes the ones idle longest (a client, or a forward
+    proxy, talking to many origins kept a socket per origin for ``idle_timeout``)."""
+    servers = [scripted(support.keep_alive_script()) for _ in range(5)]
+    client = harness.client(max_idle_conns=3)
+    for server in servers:
+        harness.then(lambda server=server: harness.fetch(client, server.url()))
+    seen: list[tuple[list[int], int]] = []
+
+    def look() -> None:
+        ports = [port for (_, _, port), count in client.conn_counts.items() if count]
+        seen.append((sorted(ports), client._idle_total))
+
+    harness.then(look)
+    again: list[Any] = []  # an idle one is reused, not a new one
+    harness.then(lambda: again.append(harness.fetch(client, servers[-1].url())))
+    harness.run()
+    assert seen == [(sorted(server.port for server in servers[2:]), 3)]
+    assert again[0].events[-1] == "response_done"
+    assert servers[-1].accepts == 1
+
+
 def test_trailers_are_delivered_in_response_done(harness: Harness, scripted: MakeServer) -> None:
     def script(sock: socket.socket, index: int, server: ScriptedServer) -> None:
         read_request(sock)

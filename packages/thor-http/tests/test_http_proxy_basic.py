@@ -180,6 +180,7 @@ def test_settings_changed_on_an_instance_take_effect(harness: Harness) -> None:
         proxy.via_name = "edge-2"
         proxy.upstream_read_timeout = 7.5
         proxy.upstream_max_conns = 3
+        proxy.upstream_max_idle_conns = 5
         changed.set()
 
     changed = threading.Event()
@@ -204,6 +205,7 @@ def test_settings_changed_on_an_instance_take_effect(harness: Harness) -> None:
     assert ps.field(second, b"x-forwarded-for") == [b"6.6.6.6, 127.0.0.1"]
     assert ps.field(second, b"via") == [b"1.1 edge-2"]
     assert (proxy.client.read_timeout, proxy.client.max_server_conn) == (7.5, 3)
+    assert proxy.client.max_idle_conns == 5
     with pytest.raises(ValueError):
         proxy.trusted_hops = ["not an address"]
     assert proxy.trusted_hops == ["127.0.0.0/8"]  # (an invalid value is not kept)

@@ -97,6 +97,9 @@ class HttpClient:
         retry_body_limit: bytes of request body kept so that the request can be retried
             (1 MiB); a request with a longer body is not retried.
         max_server_conn: connections per origin (6); more requests wait their turn (FIFO).
+        max_idle_conns: idle pooled connections over every origin (256; None: no limit); one
+            more closes the one idle longest (a client, or a forward proxy, that talks to
+            many origins would otherwise keep a socket per origin for ``idle_timeout``).
         check_ip: None, or a callable taking an IP address (str) and returning whether the
             client may connect there (``AccessError`` when every address is refused).
         careful: True (default) refuses sloppy responses; False accepts LF-only line endings and
@@ -152,7 +155,9 @@ class HttpClient:
         self.check_ip: Callable[[str], bool] | None = None
         self.careful: bool = True
         self.max_nonfinal_responses: int | None = 20
+        self.max_idle_conns: int | None = 256
         self._origins: dict[OriginType, _Origin] = {}
+        self._idle_total = 0  # idle connections over every origin (see max_idle_conns)
         self._tls_verify = True
         self._tls_ca_file: str | os.PathLike[str] | None = None
         self._tls_context: ssl.SSLContext | None = None
@@ -223,6 +228,7 @@ class HttpClient:
         """Close every connection and forget every waiting request, without events (as when
         the loop stops). The client stays usable."""
         origins, self._origins = self._origins, {}
+        self._idle_total = 0
         for pool in origins.values():
             for waiting in pool.waiting:
                 waiting._abandon()
@@ -254,6 +260,7 @@ class HttpClient:
             pool = self._origins[origin] = _Origin()
         if fresh:
             if pool.idle and len(pool.conns) >= max(1, self.max_server_conn):
+                self._idle_total -= 1
                 pool.idle.pop(0)._close(None)  # the oldest idle one makes room
                 pool = self._pool(origin)
             exchange._waiting = True
@@ -261,6 +268,7 @@ class HttpClient:
         else:
             while pool.idle:
                 conn = pool.idle.pop()
+                self._idle_total -= 1
                 if exchange._idempotent or conn._probe():
                     conn._activate(exchange)
                     return
@@ -332,6 +340,22 @@ class HttpClient:
             return
         conn._idle()
         pool.idle.append(conn)
+        self._idle_total += 1
+        limit = self.max_idle_conns
+        if limit is not None and self._idle_total > limit:
+            self._close_oldest_idle()
+
+    def _close_oldest_idle(self) -> None:
+        """Over ``max_idle_conns``: close the connection that has been idle longest (the
+        first of its origin's idle list; compared across origins)."""
+        oldest: _Origin | None = None
+        for pool in self._origins.values():
+            if pool.idle and (oldest is None or pool.idle[0]._last_io < oldest.idle[0]._last_io):
+                oldest = pool
+        if oldest is not None:
+            conn = oldest.idle.pop(0)
+            self._idle_total -= 1
+            conn._close(None)
 
     def _forget(self, conn: HttpClientConnection) -> None:
         """Stop counting a closed connection (the caller then runs ``_service``)."""
@@ -344,6 +368,7 @@ class HttpClient:
                 pool.connecting -= 1
             if conn in pool.idle:
                 pool.idle.remove(conn)
+                self._idle_total -= 1
 
     def _unwait(self, exchange: HttpClientExchange) -> None:
         """An exchange left the queue (it failed while waiting)."""

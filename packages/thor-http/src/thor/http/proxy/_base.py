@@ -86,6 +86,7 @@ _CLIENT_SETTINGS = {
     "upstream_read_timeout": "read_timeout",
     "upstream_max_conns": "max_server_conn",
     "upstream_idle_timeout": "idle_timeout",
+    "upstream_max_idle_conns": "max_idle_conns",
 }
 #: the settings a proxy derives things from when it is made and when one is set on it
 _DERIVED = frozenset(("trusted_hops", "via_name", *_CLIENT_SETTINGS))
@@ -207,6 +208,8 @@ class ProxyBase(EventEmitter):
         upstream_max_conns: connections per upstream origin in the client's pool (256); more
             requests wait for one.
         upstream_idle_timeout: seconds an idle upstream connection is kept (60).
+        upstream_max_idle_conns: idle upstream connections kept over every origin (256; None:
+            no limit); one more closes the one idle longest (a forward proxy meets many).
         tunnel_idle_timeout: an Upgrade or CONNECT tunnel with nothing relayed either way for
             about this many seconds is closed (300; None: never).
         max_forwarded_per_connection: requests of one client connection forwarded at once
@@ -230,6 +233,7 @@ class ProxyBase(EventEmitter):
     upstream_read_timeout: float | None = 60
     upstream_max_conns: int = 256
     upstream_idle_timeout: float | None = 60
+    upstream_max_idle_conns: int | None = 256
     tunnel_idle_timeout: float | None = 300
     max_forwarded_per_connection: int | None = 1
 
