@@ -367,6 +367,13 @@ class HttpClientExchange(EventEmitter):
                     self._fail(OutputError(f"no body, but Content-Length {self._length_left}"))
                     return
                 self._send(self._head)
+            elif trailers:  # no body, but trailers: an empty chunked body carries them
+                try:
+                    tail = trailer_section(trailers)
+                except OutputSyntaxError as err:
+                    self._fail(err)
+                    return
+                self._send(self._head[:-2] + b"Transfer-Encoding: chunked\r\n\r\n" + tail)
             elif self.method in _BODY_METHODS:
                 self._send(self._head[:-2] + b"Content-Length: 0\r\n\r\n")
             else:

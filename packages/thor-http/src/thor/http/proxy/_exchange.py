@@ -128,7 +128,11 @@ class _UpstreamSink:
                 ex.response_start(status, phrase, strip_response(headers) + _upgrade(headers))
                 ex.response_done(_EMPTY)
             else:
-                ex.response_nonfinal(status, phrase, strip_response(headers))
+                # a 1xx has no content: framing fields in one are not passed on (RFC 9110 §8.6)
+                fields = [
+                    field for field in strip_response(headers) if field[0].lower() not in _FRAMING
+                ]
+                ex.response_nonfinal(status, phrase, fields)
         except Exception as exc:
             px._internal_error(exc)
 
@@ -158,6 +162,10 @@ class _UpstreamSink:
                 headers = [field for field in headers if field[0].lower() != b"content-length"]
             if proxy._rewrite_response:
                 headers = proxy.rewrite_response(px, status, phrase, strip_response(headers))
+            elif conn is not None and not conn._keep_alive:
+                # the upstream connection ends (its Connection: close): that is no reason to
+                # close the client's, which the server would read the field as
+                headers = strip_response(headers)
             px.server_exchange.response_start(status, phrase, headers)
             px._res_started = True
         except HttpError as exc:  # the response cannot be relayed (a status such as 099)
@@ -210,6 +218,9 @@ class _UpstreamSink:
     def upgrade(self, tcp_conn: TcpConnection, rest: bytes) -> None:
         """(A listener: the client exchange emits ``'upgrade'`` only to listeners.)"""
         self.px._upstream_upgraded(tcp_conn, rest)
+
+
+_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 def _release(selector: Any, upstream: Any, ok: bool, px: ProxyExchange) -> None:

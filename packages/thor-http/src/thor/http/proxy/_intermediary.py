@@ -183,6 +183,7 @@ def upstream_fields(
     tokens: list[bytes] | None = None
     remaining = None
     own_hops = 0
+    has_length = False
     actions = _REQUEST_ACTIONS
     names = FIELD_NAME_CACHE
     for field in headers:
@@ -196,8 +197,9 @@ def upstream_fields(
         elif action == _HOST:
             host = field[1].strip(OWS)
         elif action == _LENGTH:
-            if keep_length:
+            if keep_length and not has_length:  # (equal duplicates: the parser checked)
                 append(field)
+                has_length = True
         elif action == _CONNECTION:
             if tokens is None:
                 tokens = []
