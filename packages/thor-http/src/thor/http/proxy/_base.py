@@ -450,10 +450,9 @@ class ProxyBase(EventEmitter):
         except Exception as exc:  # a hook or a selector raised: this request fails
             px._internal_error(exc)
 
-    def _forwarded_done(self, conn: HttpServerConnection) -> None:
-        """A forwarded request of ``conn`` finished: start the ones waiting, as far as
+    def _forward_waiting(self, conn: HttpServerConnection) -> None:
+        """A forwarded request of ``conn`` finished, and others wait: start them, as far as
         ``max_forwarded_per_connection`` allows."""
-        conn._proxy_active -= 1
         waiting = conn._proxy_waiting
         if waiting and conn.tcp_conn is None:  # the client is gone: they end with its error
             waiting.clear()

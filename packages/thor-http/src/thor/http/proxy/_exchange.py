@@ -746,4 +746,7 @@ class ProxyExchange:
                 logger.error("exception in an 'access' listener of %r", proxy, exc_info=exc)
         if self._counted:  # the next pipelined request of the client connection may go
             self._counted = False
-            proxy._forwarded_done(self.server_exchange.http_conn)
+            conn = self.server_exchange.http_conn
+            conn._proxy_active -= 1
+            if conn._proxy_waiting:
+                proxy._forward_waiting(conn)
