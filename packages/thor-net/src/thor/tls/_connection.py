@@ -385,44 +385,55 @@ class TlsConnection(TcpConnection):
         close is reported as TcpConnection reports a paused peer's FIN without data. Data found
         is held for ``pause(False)`` (one read, at most ``read_bufsize``), and the connection
         parked as TcpConnection parks with unread data."""
-        sock = self.socket
-        while True:
+        try:
+            data = self._read_or_end()
+        except ssl.SSLWantReadError:
+            # no whole record left: is it the FIN alone, or the rest of a record to come?
             try:
-                data = sock.recv(self.read_bufsize)
-            except ssl.SSLWantReadError:
-                # no whole record left: is it the FIN alone, or the rest of a record to come?
-                try:
-                    peeked = socket.socket.recv(sock, 1, socket.MSG_PEEK)
-                except _BLOCKING:
-                    return
-                except OSError as exc:
-                    self._fail(exc)
-                    return
-                if peeked:
-                    self._park()
-                    return
-                self._tls_broken = True  # (SSL_read would have said so with the FIN read)
-                self._peer_eof()
+                peeked = socket.socket.recv(self.socket, 1, socket.MSG_PEEK)
+            except _BLOCKING:
                 return
-            except ssl.SSLWantWriteError:
-                self._park()
-                return
-            except ssl.SSLEOFError:
-                self._tls_broken = True
-                self._peer_eof()
-                return
-            except ssl.SSLZeroReturnError:
-                data = b""
             except OSError as exc:
                 self._fail(exc)
                 return
-            if not data:
-                self.close_notify_received = True
-                self._peer_eof()
+            if peeked:
+                self._park()
                 return
-            self._held = data
+            self._tls_broken = True  # (SSL_read would have said so with the FIN read)
+            self._peer_eof()
+            return
+        except ssl.SSLWantWriteError:
             self._park()
             return
+        if data is not None:
+            self._held = data
+            self._park()
+
+    def _read_or_end(self) -> bytes | None:
+        """One TLS read: its bytes, or None when the input ended (the peer's close_notify or
+        a ragged EOF: ``'close'``; a failure) and that was handled here.
+
+        Raises:
+            ssl.SSLWantReadError, ssl.SSLWantWriteError: nothing to read now.
+        """
+        try:
+            data = self.socket.recv(self.read_bufsize)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLEOFError:
+            self._tls_broken = True
+            self._peer_eof()
+            return None
+        except ssl.SSLZeroReturnError:
+            data = b""
+        except OSError as exc:
+            self._fail(exc)
+            return None
+        if not data:
+            self.close_notify_received = True
+            self._peer_eof()
+            return None
+        return data
 
     def _read_buffered(self) -> None:
         self._resume_ev = None
@@ -509,21 +520,9 @@ class TlsConnection(TcpConnection):
             return
         while True:
             try:
-                data = self.socket.recv(self.read_bufsize)
+                if self._read_or_end() is None:
+                    return
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return
-            except ssl.SSLEOFError:
-                self._tls_broken = True
-                self._peer_eof()
-                return
-            except ssl.SSLZeroReturnError:
-                data = b""
-            except OSError as exc:
-                self._fail(exc)
-                return
-            if not data:
-                self.close_notify_received = True
-                self._peer_eof()
                 return
 
     def _shutdown_output(self) -> None:
