@@ -284,7 +284,8 @@ class HttpServer(EventEmitter):
 
         def __setattr__(self, name: str, value: object) -> None:
             object.__setattr__(self, name, value)
-            if name in _PARSER_SETTINGS and "_parser_class" in self.__dict__:
+            # (getattr, not self.__dict__: touching that slows every later attribute read)
+            if name in _PARSER_SETTINGS and getattr(self, "_parser_class", None) is not None:
                 # a parser setting set on the server: connections made from now on use it,
                 # and no request learnt under the old ones skips the parser
                 self._parser_class = self._make_parser_class()

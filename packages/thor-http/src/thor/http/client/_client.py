@@ -205,7 +205,9 @@ class HttpClient:
 
     def _tls_changed(self) -> None:
         """A TLS setting was set: HTTPS connections made before are not used again."""
-        origins: dict[OriginType, _Origin] = self.__dict__.get("_origins", {})  # (before init)
+        # (getattr, not self.__dict__: touching that slows every later attribute read of the
+        # client on CPython 3.11; the pool is missing when a subclass sets one before init)
+        origins: dict[OriginType, _Origin] = getattr(self, "_origins", {})
         for origin, pool in list(origins.items()):
             if origin[0] != "https":
                 continue
