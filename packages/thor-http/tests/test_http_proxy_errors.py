@@ -276,3 +276,40 @@ def test_smuggling_attempts_close_and_never_reach_the_origin(harness: Harness) -
         assert status[:1] in (b"4", b"5"), name
         assert closed, name
     assert not [ex.uri for ex in reached]
+
+
+def test_upstream_total_timeout_cuts_an_origin_that_drips_inside_the_read_timeout(
+    harness: Harness,
+) -> None:
+    """An origin sends its head a byte at a time, each just inside ``upstream_read_timeout``:
+    without a total limit the client waits as long as the origin likes. With
+    ``upstream_total_timeout`` the exchange ends there: 504, the head never complete."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        front, proxy = ps.make_proxy(harness, f"http://127.0.0.1:{listener.getsockname()[1]}")
+        proxy.upstream_read_timeout = 1.0
+        proxy.upstream_total_timeout = 0.5
+        proxy.client.retry_limit = 0
+        response = harness.client(lambda: get(harness, front))
+    finally:
+        stop.set()
+        listener.close()
+    assert proxy.client.total_timeout == 0.5
+    assert response.status == b"504"

@@ -84,6 +84,7 @@ def _small(fields: RawHeaderListType) -> bool:
 _CLIENT_SETTINGS = {
     "upstream_connect_timeout": "connect_timeout",
     "upstream_read_timeout": "read_timeout",
+    "upstream_total_timeout": "total_timeout",
     "upstream_max_conns": "max_server_conn",
     "upstream_idle_timeout": "idle_timeout",
     "upstream_max_idle_conns": "max_idle_conns",
@@ -205,6 +206,9 @@ class ProxyBase(EventEmitter):
             (502 when refused).
         upstream_read_timeout: seconds the upstream may stay silent while a response is
             expected (60): 504 before the response started, a cut response after.
+        upstream_total_timeout: seconds an upstream exchange may take in all, from the request
+            to the response's end (None: no limit); an origin that drips its response just
+            inside ``upstream_read_timeout`` is cut there (504 before the response started).
         upstream_max_conns: connections per upstream origin in the client's pool (256); more
             requests wait for one.
         upstream_idle_timeout: seconds an idle upstream connection is kept (60).
@@ -231,6 +235,7 @@ class ProxyBase(EventEmitter):
     x_forwarded_for: bool = True
     upstream_connect_timeout: float | None = 5
     upstream_read_timeout: float | None = 60
+    upstream_total_timeout: float | None = None
     upstream_max_conns: int = 256
     upstream_idle_timeout: float | None = 60
     upstream_max_idle_conns: int | None = 256
