@@ -287,6 +287,40 @@ def test_interim_responses_and_headers_as_given(harness: Harness) -> None:
     assert (final.status, final.body) == (b"200", b"ok")
 
 
+def test_an_interim_response_never_carries_framing_fields(harness: Harness) -> None:
+    """A 1xx has no content (RFC 9110 §8.6): Content-Length or Transfer-Encoding given for one
+    (a proxy relaying an origin's) is not written, the other fields are."""
+
+    def handler(exchange: HttpServerExchange) -> None:
+        def done(trailers: RawHeaders) -> None:
+            exchange.response_nonfinal(
+                b"103",
+                b"Early Hints",
+                [
+                    (b"Content-Length", b"5"),
+                    (b"Link", b"</s.css>"),
+                    (b"Transfer-Encoding", b"chunked"),
+                ],
+            )
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([])
+
+        exchange.on("request_done", done)
+
+    server = harness.server(handler)
+
+    def client() -> tuple[Any, Any]:
+        sock = harness.connect(server)
+        reader = support.ResponseReader(sock)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return reader.read(), reader.read()
+
+    early, final = harness.client(client)
+    assert early.raw_head == b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>"
+    assert (final.status, final.body) == (b"200", b"ok")
+
+
 def test_interim_responses_are_not_sent_to_http10(harness: Harness) -> None:
     server = harness.server(_respond(b"200", [(b"Content-Length", b"2")], b"ok", nonfinal=True))
 

@@ -331,8 +331,13 @@ def _response_head(  # noqa: PLR0917
     return b"".join(parts), framing, content_length, persist
 
 
+_INTERIM_DROPPED = (b"content-length", b"transfer-encoding")
+
+
 def interim_head(status: bytes, phrase: bytes, headers: RawHeaderListType) -> bytes:
-    """Serialise a 1xx (non-final) response head; its fields are written as given.
+    """Serialise a 1xx (non-final) response head; its fields are written as given, but for
+    Content-Length and Transfer-Encoding, which a 1xx never carries (it has no content: RFC 9110
+    §6.4.1, §8.6; a client honouring them would take the next bytes as a body).
 
     Raises:
         OutputSyntaxError: a status that is not 1xx (or is 101, which ``response_start``
@@ -344,10 +349,13 @@ def interim_head(status: bytes, phrase: bytes, headers: RawHeaderListType) -> by
         raise OutputSyntaxError(f"invalid reason phrase {phrase!r}")
     parts = [b"HTTP/1.1 ", status, b" ", phrase, _CRLF]
     for name, value in headers:
-        if field_name_lower(name) is None:
+        lower = field_name_lower(name)
+        if lower is None:
             raise OutputSyntaxError(f"invalid field name {name!r}")
         if 0 in value.translate(_NUL_IF_BAD):
             raise OutputSyntaxError(f"forbidden byte in the value of {name!r}: {value!r}")
+        if lower in _INTERIM_DROPPED:
+            continue
         parts += (name, _COLON if value[:1] <= b" " else _COLON_SP, value, _CRLF)
     parts.append(_CRLF)
     return b"".join(parts)

@@ -128,11 +128,8 @@ class _UpstreamSink:
                 ex.response_start(status, phrase, strip_response(headers) + _upgrade(headers))
                 ex.response_done(_EMPTY)
             else:
-                # a 1xx has no content: framing fields in one are not passed on (RFC 9110 §8.6)
-                fields = [
-                    field for field in strip_response(headers) if field[0].lower() not in _FRAMING
-                ]
-                ex.response_nonfinal(status, phrase, fields)
+                # (Content-Length or Transfer-Encoding in one: the server's interim head drops it)
+                ex.response_nonfinal(status, phrase, strip_response(headers))
         except Exception as exc:
             px._internal_error(exc)
 
@@ -218,9 +215,6 @@ class _UpstreamSink:
     def upgrade(self, tcp_conn: TcpConnection, rest: bytes) -> None:
         """(A listener: the client exchange emits ``'upgrade'`` only to listeners.)"""
         self.px._upstream_upgraded(tcp_conn, rest)
-
-
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 def _release(selector: Any, upstream: Any, ok: bool, px: ProxyExchange) -> None:
