@@ -127,6 +127,38 @@ def test_pipelined_requests_are_forwarded_as_far_as_max_forwarded_per_connection
     assert peak[0] == most
 
 
+def test_pipelined_requests_waiting_their_turn_are_dropped_when_the_client_leaves(
+    harness: Harness,
+) -> None:
+    """Three pipelined GETs, the first answered slowly; the client resets meanwhile. The two
+    waiting for their turn (``max_forwarded_per_connection``) never reach the origin."""
+    seen: list[bytes] = []
+
+    def slow_origin(exchange: HttpServerExchange) -> None:
+        seen.append(exchange.uri)
+
+        def answer() -> None:
+            exchange.response_start(b"200", b"OK", [(b"Content-Length", b"2")])
+            exchange.response_body(b"ok")
+            exchange.response_done([])
+
+        exchange.on("request_done", lambda trailers: harness.later(0.3, answer))
+
+    origin = harness.server(slow_origin)
+    front, _proxy = ps.make_proxy(harness, ps.origin_url(origin))
+
+    def client() -> None:
+        sock = ps.raw_request(
+            harness, front, b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % n for n in range(3))
+        )
+        threading.Event().wait(0.1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # a reset: the client is gone
+
+    harness.client(client, settle=0.6)
+    assert seen == [b"/0"]
+
+
 def test_client_leaving_mid_response_drops_the_upstream(harness: Harness) -> None:
     origin = harness.server(ps.streaming_handler(64 * 1024 * 1024))
     front, proxy = ps.make_proxy(harness, ps.origin_url(origin))
